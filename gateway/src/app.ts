@@ -1,0 +1,31 @@
+import express, { type Express } from 'express';
+import { pinoHttp } from 'pino-http';
+import type { GatewayDeps } from './deps.js';
+import { errorHandler, notFoundRoute } from './errors.js';
+import { adminRoutes } from './routes/admin.js';
+import { downloadRoutes } from './routes/downloads.js';
+import { healthRoutes } from './routes/health.js';
+import { jobRoutes } from './routes/jobs.js';
+import { normalizeRoutes } from './routes/normalize.js';
+
+/** The HTTP API of DESIGN.md. Routes are thin; the work is in libs and the workers. */
+export function createApp(deps: GatewayDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.use(
+    pinoHttp({
+      logger: deps.logger,
+      autoLogging: { ignore: (req) => req.url === '/health' },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug'),
+    }),
+  );
+  app.use(healthRoutes(deps));
+  app.use(downloadRoutes(deps));
+  app.use(normalizeRoutes(deps));
+  app.use(jobRoutes(deps));
+  app.use(adminRoutes(deps));
+  app.use(notFoundRoute);
+  app.use(errorHandler);
+  return app;
+}

@@ -1,0 +1,100 @@
+import { basename, join } from 'node:path';
+import { Router, type Request } from 'express';
+import { z } from 'zod';
+import {
+  AppError,
+  badRequest,
+  isValidJobId,
+  JOB_KINDS,
+  JOB_STATUSES,
+  releaseJobFiles,
+  type StoredJob,
+} from '@media-jobs/libs';
+import type { GatewayDeps } from '../deps.js';
+import { jobView } from '../job-view.js';
+
+const listQuery = z.object({
+  kind: z.enum(JOB_KINDS, { error: `kind must be one of ${JOB_KINDS.join(', ')}` }).optional(),
+  status: z.enum(JOB_STATUSES, { error: `status must be one of ${JOB_STATUSES.join(', ')}` }).optional(),
+  limit: z.coerce
+    .number({ error: 'limit must be a number' })
+    .int('limit must be an integer')
+    .min(1, 'limit must be from 1 to 100')
+    .max(100, 'limit must be from 1 to 100')
+    .default(20),
+  cursor: z.string().regex(/^\d{1,9}$/, 'cursor is not one this API returned').optional(),
+});
+
+const RESULT_FILE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9]{1,8}$/;
+
+function jobId(req: Request): string {
+  const id = req.params.id;
+  if (typeof id !== 'string' || !isValidJobId(id)) {
+    throw badRequest('job.invalid_id', 'a job id contains only letters, digits, "_" and "-" (at most 128)');
+  }
+  return id;
+}
+
+/** The job, or 410 when it expired and awaits the sweep, or 404. */
+async function requireJob(deps: GatewayDeps, id: string): Promise<StoredJob> {
+  const job = await deps.store.find(id);
+  if (job) return job;
+  if (await deps.store.isExpired(id)) {
+    throw new AppError('job.expired', `job ${id} has expired; submit it again`, { status: 410 });
+  }
+  throw new AppError('job.not_found', `no job with id ${id}`, { status: 404 });
+}
+
+/** `GET /jobs`, `GET /jobs/:id`, `GET /jobs/:id/file`, `DELETE /jobs/:id`. */
+export function jobRoutes(deps: GatewayDeps): Router {
+  const router = Router();
+
+  router.get('/jobs', async (req, res) => {
+    const parsed = listQuery.safeParse(req.query);
+    if (!parsed.success) throw badRequest('request.invalid_query', parsed.error.issues[0]?.message ?? 'invalid query');
+    const page = await deps.store.list(parsed.data);
+    res.json({ jobs: page.jobs.map((j) => jobView(j)), next_cursor: page.next_cursor });
+  });
+
+  router.get('/jobs/:id', async (req, res) => {
+    const job = await requireJob(deps, jobId(req));
+    res.json(jobView(job.record));
+  });
+
+  router.get('/jobs/:id/file', async (req, res, next) => {
+    const { record } = await requireJob(deps, jobId(req));
+    if (record.status !== 'completed') {
+      throw new AppError('job.not_ready', `job ${record.id} is ${record.status}; the file exists once it is completed`, {
+        status: 409,
+        details: { status: record.status, progress: record.progress },
+      });
+    }
+    const file = typeof record.result?.file === 'string' ? basename(record.result.file) : '';
+    if (!RESULT_FILE.test(file) || !file.startsWith(`${record.id}.`)) {
+      throw new AppError('job.file_missing', `job ${record.id} has no result file`, { status: 404 });
+    }
+    const dir = record.kind === 'download' ? deps.storage.downloads : deps.storage.normalized;
+    // send streams the file with Range, ETag and Last-Modified support.
+    res.sendFile(
+      join(dir, file),
+      { dotfiles: 'deny', headers: { 'Content-Disposition': `attachment; filename="${file}"` } },
+      (err?: Error & { code?: string }) => {
+        if (!err) return;
+        if (err.code === 'ENOENT') next(new AppError('job.file_missing', `the file of job ${record.id} is gone`, { status: 404 }));
+        else if (!res.headersSent) next(err);
+      },
+    );
+  });
+
+  router.delete('/jobs/:id', async (req, res) => {
+    const { record } = await requireJob(deps, jobId(req));
+    const removed = await deps.store.remove(record.kind, record.id);
+    if (!removed) throw new AppError('job.not_found', `no job with id ${record.id}`, { status: 404 });
+    const freed = await releaseJobFiles(deps.redis, deps.storage, record.kind, record.id);
+    const files = freed.removed.map((p) => basename(p));
+    deps.events.job(record.kind, record.id, 'deleted', { files, bytes_freed: freed.bytes });
+    res.json({ id: record.id, kind: record.kind, deleted: true, files, bytes_freed: freed.bytes });
+  });
+
+  return router;
+}

@@ -1,0 +1,241 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The one configuration schema of every service. Each service calls `loadConfig(process.env)`
+ * once at start, so the gateway and the workers can never read a value differently.
+ * Every variable is documented in `.env.example`.
+ */
+
+const decimal = (rule: string) =>
+  z
+    .string()
+    .trim()
+    .regex(/^-?(\d+(\.\d*)?|\.\d+)$/, rule)
+    .transform(Number);
+
+const positiveDecimal = decimal('must be a decimal number > 0').refine((n) => n > 0, 'must be a decimal number > 0');
+
+const int = (min: number, max: number) => {
+  const rule = `must be an integer from ${min} to ${max}`;
+  return z
+    .string()
+    .trim()
+    .regex(/^\d+$/, rule)
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, rule);
+};
+
+const boolean = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((s) => ['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'].includes(s), 'must be true or false')
+  .transform((s) => ['true', '1', 'yes', 'on'].includes(s));
+
+const url = (schemes: string[]) =>
+  z
+    .string()
+    .trim()
+    .refine((s) => {
+      try {
+        return schemes.includes(new URL(s).protocol.replace(/:$/, ''));
+      } catch {
+        return false;
+      }
+    }, `must be a URL with scheme ${schemes.join(' or ')}`);
+
+const nonEmpty = z.string().trim().min(1, 'must not be empty');
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Variable name → [schema, default]. The default is a string, parsed by the same rule. */
+const VARIABLES = {
+  CACHE_TTL_HOURS: [positiveDecimal, '24'],
+  CLEANUP_INTERVAL_MINUTES: [positiveDecimal, '30'],
+  NATS_URL: [url(['nats', 'tls', 'ws', 'wss']), 'nats://127.0.0.1:4222'],
+  REDIS_URL: [url(['redis', 'rediss']), 'redis://127.0.0.1:6379'],
+  DATA_DIR: [nonEmpty, './data'],
+  PORT: [int(0, 65535), '8000'],
+  HOST: [nonEmpty, '0.0.0.0'],
+  LOG_LEVEL: [z.enum(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(', ')}`), 'info'],
+  ALLOW_PRIVATE_URLS: [boolean, 'false'],
+  NORMALIZE_TARGET_LUFS: [
+    decimal('must be a decimal from -70 to -5').refine((n) => n >= -70 && n <= -5, 'must be from -70 to -5'),
+    '-16',
+  ],
+  NORMALIZE_TRUE_PEAK_DB: [
+    decimal('must be a decimal from -9 to 0').refine((n) => n >= -9 && n <= 0, 'must be from -9 to 0'),
+    '-1.5',
+  ],
+  ADMIN_TOKEN: [z.string(), ''],
+  MAX_DOWNLOAD_MB: [positiveDecimal, '2048'],
+  DOWNLOAD_TIMEOUT_SECONDS: [positiveDecimal, '3600'],
+  DOWNLOAD_CONCURRENCY: [int(1, 64), '2'],
+  MAX_UPLOAD_MB: [positiveDecimal, '512'],
+  NORMALIZE_TIMEOUT_SECONDS: [positiveDecimal, '1800'],
+  NORMALIZE_CONCURRENCY: [int(1, 64), '2'],
+  JOB_MAX_DELIVER: [int(1, 100), '5'],
+  JOB_ACK_WAIT_SECONDS: [positiveDecimal, '30'],
+  JOB_RETRY_DELAY_SECONDS: [positiveDecimal, '10'],
+  SHUTDOWN_GRACE_SECONDS: [positiveDecimal, '25'],
+  YTDLP_PATH: [nonEmpty, 'yt-dlp'],
+  FFMPEG_PATH: [nonEmpty, 'ffmpeg'],
+  FFPROBE_PATH: [nonEmpty, 'ffprobe'],
+} as const;
+
+type Variables = typeof VARIABLES;
+export type VariableName = keyof Variables;
+type Parsed = { [K in VariableName]: z.output<Variables[K][0]> };
+
+export interface Config {
+  readonly cacheTtlHours: number;
+  /** Cache TTL in milliseconds, rounded to whole ms. */
+  readonly cacheTtlMs: number;
+  readonly cleanupIntervalMinutes: number;
+  readonly cleanupIntervalMs: number;
+  readonly natsUrl: string;
+  readonly redisUrl: string;
+  /** Absolute path. */
+  readonly dataDir: string;
+  readonly port: number;
+  readonly host: string;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+  readonly allowPrivateUrls: boolean;
+  readonly normalizeTargetLufs: number;
+  readonly normalizeTruePeakDb: number;
+  /** Empty string: admin endpoints answer loopback clients only. */
+  readonly adminToken: string;
+  readonly maxDownloadBytes: number;
+  readonly downloadTimeoutMs: number;
+  readonly downloadConcurrency: number;
+  readonly maxUploadBytes: number;
+  readonly normalizeTimeoutMs: number;
+  readonly normalizeConcurrency: number;
+  readonly jobMaxDeliver: number;
+  readonly jobAckWaitMs: number;
+  readonly jobRetryDelayMs: number;
+  readonly shutdownGraceMs: number;
+  readonly ytDlpPath: string;
+  readonly ffmpegPath: string;
+  readonly ffprobePath: string;
+}
+
+/** A bad configuration value: the message is the one line a service prints before it exits. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    readonly value: string,
+    readonly rule: string,
+  ) {
+    super(`Invalid configuration: ${variable}=${JSON.stringify(value)} ${rule}`);
+  }
+}
+
+const MB = 1024 * 1024;
+
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = {} as Record<string, unknown>;
+  for (const [name, [schema, fallback]] of Object.entries(VARIABLES)) {
+    const raw = env[name];
+    const value = raw === undefined || (raw.trim() === '' && name !== 'ADMIN_TOKEN') ? fallback : raw;
+    const result = (schema as z.ZodType).safeParse(value);
+    if (!result.success) {
+      throw new ConfigError(name, value, result.error.issues[0]?.message ?? 'is invalid');
+    }
+    parsed[name] = result.data;
+  }
+  const p = parsed as Parsed;
+  return Object.freeze({
+    cacheTtlHours: p.CACHE_TTL_HOURS,
+    cacheTtlMs: Math.max(1, Math.round(p.CACHE_TTL_HOURS * 3_600_000)),
+    cleanupIntervalMinutes: p.CLEANUP_INTERVAL_MINUTES,
+    cleanupIntervalMs: Math.max(1, Math.round(p.CLEANUP_INTERVAL_MINUTES * 60_000)),
+    natsUrl: p.NATS_URL,
+    redisUrl: p.REDIS_URL,
+    dataDir: resolve(p.DATA_DIR),
+    port: p.PORT,
+    host: p.HOST,
+    logLevel: p.LOG_LEVEL,
+    allowPrivateUrls: p.ALLOW_PRIVATE_URLS,
+    normalizeTargetLufs: p.NORMALIZE_TARGET_LUFS,
+    normalizeTruePeakDb: p.NORMALIZE_TRUE_PEAK_DB,
+    adminToken: p.ADMIN_TOKEN,
+    maxDownloadBytes: Math.round(p.MAX_DOWNLOAD_MB * MB),
+    downloadTimeoutMs: Math.round(p.DOWNLOAD_TIMEOUT_SECONDS * 1000),
+    downloadConcurrency: p.DOWNLOAD_CONCURRENCY,
+    maxUploadBytes: Math.round(p.MAX_UPLOAD_MB * MB),
+    normalizeTimeoutMs: Math.round(p.NORMALIZE_TIMEOUT_SECONDS * 1000),
+    normalizeConcurrency: p.NORMALIZE_CONCURRENCY,
+    jobMaxDeliver: p.JOB_MAX_DELIVER,
+    jobAckWaitMs: Math.round(p.JOB_ACK_WAIT_SECONDS * 1000),
+    jobRetryDelayMs: Math.round(p.JOB_RETRY_DELAY_SECONDS * 1000),
+    shutdownGraceMs: Math.round(p.SHUTDOWN_GRACE_SECONDS * 1000),
+    ytDlpPath: p.YTDLP_PATH,
+    ffmpegPath: p.FFMPEG_PATH,
+    ffprobePath: p.FFPROBE_PATH,
+  });
+}
+
+/** Human form of a duration in hours or minutes: 24 → "24", 0.5 → "0.5", 1/3 → "0.333". */
+function formatNumber(n: number): string {
+  return String(Number(n.toFixed(3)));
+}
+
+/** The start line every service logs, so `grep "Cache TTL"` works on any service's log. */
+export function cacheSummary(config: Config): string {
+  return `Cache TTL: ${formatNumber(config.cacheTtlHours)}h, Cleanup: ${formatNumber(config.cleanupIntervalMinutes)}min`;
+}
+
+/** Values outside the seed's recommendations: allowed, but each deserves a warning that says why. */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  if (config.cacheTtlHours < 1) {
+    warnings.push(
+      `CACHE_TTL_HOURS=${formatNumber(config.cacheTtlHours)} is below the recommended 1 h: results expire quickly and are downloaded or processed again`,
+    );
+  }
+  if (config.cleanupIntervalMinutes < 5) {
+    warnings.push(
+      `CLEANUP_INTERVAL_MINUTES=${formatNumber(config.cleanupIntervalMinutes)} is below the recommended 5 min: sweeps this frequent add Redis and disk load for little gain`,
+    );
+  }
+  if (config.cleanupIntervalMs > config.cacheTtlMs) {
+    warnings.push(
+      `CLEANUP_INTERVAL_MINUTES=${formatNumber(config.cleanupIntervalMinutes)} is longer than CACHE_TTL_HOURS=${formatNumber(config.cacheTtlHours)}: expired files stay on disk for up to one interval after they expire`,
+    );
+  }
+  return warnings;
+}
+
+/** The values every service announces, so operators can compare what each process runs with. */
+export function effectiveConfig(config: Config): Record<string, string | number | boolean> {
+  return {
+    CACHE_TTL_HOURS: config.cacheTtlHours,
+    CLEANUP_INTERVAL_MINUTES: config.cleanupIntervalMinutes,
+    DATA_DIR: config.dataDir,
+    ALLOW_PRIVATE_URLS: config.allowPrivateUrls,
+    NORMALIZE_TARGET_LUFS: config.normalizeTargetLufs,
+    NORMALIZE_TRUE_PEAK_DB: config.normalizeTruePeakDb,
+    MAX_DOWNLOAD_MB: config.maxDownloadBytes / MB,
+    MAX_UPLOAD_MB: config.maxUploadBytes / MB,
+    JOB_MAX_DELIVER: config.jobMaxDeliver,
+  };
+}
+
+/**
+ * Loads the configuration or stops the process with one clear line (exit code 1), never a
+ * stack trace. Used by every service's `main.ts`.
+ */
+export function loadConfigOrExit(env: Record<string, string | undefined>): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}

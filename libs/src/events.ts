@@ -1,0 +1,105 @@
+import { z } from 'zod';
+import { JOB_KINDS, JOB_STATUSES, jobErrorSchema } from './job-record.js';
+
+/**
+ * The payload of every event on `events.>`. Each is JSON with `v: 1`, `type` and `at`; job
+ * events add `job_id` and `kind`. Subscribers import these schemas to parse what they receive.
+ */
+const base = { v: z.literal(1), at: z.iso.datetime() };
+const job = { ...base, job_id: z.string(), kind: z.enum(JOB_KINDS) };
+
+export const jobQueuedEvent = z.object({
+  ...job,
+  type: z.literal('queued'),
+  request: z.record(z.string(), z.unknown()),
+  expires_at: z.iso.datetime(),
+});
+export const jobCacheHitEvent = z.object({ ...job, type: z.literal('cache_hit'), status: z.enum(JOB_STATUSES) });
+export const jobStartedEvent = z.object({ ...job, type: z.literal('started'), attempt: z.number().int().min(1) });
+export const jobProgressEvent = z.object({
+  ...job,
+  type: z.literal('progress'),
+  progress: z.number().min(0).max(100),
+  /** What the worker is doing, e.g. `downloading`, `merging`, `normalizing`. */
+  stage: z.string().optional(),
+});
+export const jobCompletedEvent = z.object({
+  ...job,
+  type: z.literal('completed'),
+  result: z.record(z.string(), z.unknown()),
+  duration_ms: z.number().min(0),
+});
+export const jobFailedEvent = z.object({
+  ...job,
+  type: z.literal('failed'),
+  error: jobErrorSchema,
+  attempts: z.number().int().min(0),
+});
+export const jobDeletedEvent = z.object({
+  ...job,
+  type: z.literal('deleted'),
+  files: z.array(z.string()),
+  bytes_freed: z.number().int().min(0),
+});
+
+export const jobEventSchema = z.discriminatedUnion('type', [
+  jobQueuedEvent,
+  jobCacheHitEvent,
+  jobStartedEvent,
+  jobProgressEvent,
+  jobCompletedEvent,
+  jobFailedEvent,
+  jobDeletedEvent,
+]);
+export type JobEvent = z.infer<typeof jobEventSchema>;
+
+export const janitorRemovedEvent = z.object({
+  ...base,
+  type: z.literal('removed'),
+  job_id: z.string(),
+  kind: z.enum(JOB_KINDS).nullable(),
+  key: z.string().nullable(),
+  files: z.array(z.string()),
+  bytes_freed: z.number().int().min(0),
+  reason: z.enum(['expired', 'orphan']),
+});
+export type JanitorRemovedEvent = z.infer<typeof janitorRemovedEvent>;
+
+export const janitorSweepEvent = z.object({
+  ...base,
+  type: z.literal('sweep'),
+  trigger: z.enum(['interval', 'admin', 'startup']),
+  removed: z.object({ download: z.number().int(), normalize: z.number().int(), orphan: z.number().int() }),
+  files_removed: z.number().int().min(0),
+  bytes_freed: z.number().int().min(0),
+  duration_ms: z.number().min(0),
+  next_run_at: z.iso.datetime().nullable(),
+});
+export type JanitorSweepEvent = z.infer<typeof janitorSweepEvent>;
+
+export const serviceConfigEvent = z.object({
+  ...base,
+  type: z.literal('config'),
+  service: z.string(),
+  instance: z.string(),
+  config: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+});
+export type ServiceConfigEvent = z.infer<typeof serviceConfigEvent>;
+
+/** Distributive omit, so each member of a union keeps its own fields. */
+export type EventInput<E> = E extends unknown ? Omit<E, 'v' | 'at'> : never;
+
+/** Adds the envelope (`v`, `at`) to an event body. */
+export function envelope<E extends { type: string }>(body: E, at: Date = new Date()): E & { v: 1; at: string } {
+  return { v: 1, at: at.toISOString(), ...body };
+}
+
+/** The body of a job request on `jobs.download` / `jobs.normalize`; the record in Redis holds the request itself. */
+export const jobRequestMessage = z.object({
+  v: z.literal(1),
+  job_id: z.string(),
+  kind: z.enum(JOB_KINDS),
+  /** The record generation this message was published for; a message for an older one is dropped. */
+  created_at: z.iso.datetime(),
+});
+export type JobRequestMessage = z.infer<typeof jobRequestMessage>;

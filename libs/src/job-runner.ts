@@ -1,0 +1,337 @@
+import { rm } from 'node:fs/promises';
+import { jetstream, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { AppError, errorMessage } from './errors.js';
+import { jobRequestMessage } from './events.js';
+import type { JobKind, JobRecord } from './job-record.js';
+import type { StoredJob } from './job-store.js';
+import { removeFiles, makeWorkDir } from './storage.js';
+import type { ServiceContext } from './service.js';
+import { CONSUMERS, JOBS_STREAM } from './subjects.js';
+
+/** What a job handler gets for one run of one job. */
+export interface JobRun {
+  readonly job: JobRecord;
+  /** 1 on the first delivery. */
+  readonly attempt: number;
+  /** Aborted on timeout, on shutdown, and when the job is deleted meanwhile. */
+  readonly signal: AbortSignal;
+  /** A private folder under DATA_DIR/tmp, removed after the run whatever happens. */
+  readonly workDir: string;
+  /** Reports progress (0-100); written to the record and published at most a few times a second. */
+  progress(percent: number, stage?: string): void;
+}
+
+export interface JobOutput {
+  /** What the user sees in the record's `result`. */
+  result: Record<string, unknown>;
+  /** Final paths the handler moved into place; removed again if the job vanished meanwhile. */
+  files: string[];
+}
+
+export type JobHandler = (run: JobRun) => Promise<JobOutput>;
+
+export interface JobRunnerOptions {
+  kind: JobKind;
+  handler: JobHandler;
+  concurrency: number;
+  /** Whole-run limit; the run is aborted and fails with `<kind>.timeout`. */
+  timeoutMs: number;
+  /** Minimum time between progress writes. */
+  progressIntervalMs?: number;
+}
+
+/** The run was aborted for this reason; decides between hand-back, drop and failure. */
+type AbortReason = 'shutdown' | 'deleted' | 'timeout';
+
+const abortReason = (signal: AbortSignal): AbortReason | null =>
+  signal.aborted ? ((signal.reason as AbortReason | undefined) ?? 'shutdown') : null;
+
+/**
+ * Consumes one worker's JetStream consumer with at most `concurrency` jobs in flight, and
+ * takes every job through processing → completed | failed exactly once per generation:
+ * - a run starts only after a compare-and-set from `queued` (or from a `processing` whose
+ *   worker is gone: a redelivery, or a record not touched for one ack wait);
+ * - long runs call `working()` so JetStream does not deliver them twice;
+ * - retryable errors are handed back with a growing delay until `max_deliver`, then the job
+ *   ends `failed` with the reason; other errors fail it at once;
+ * - a job deleted meanwhile is aborted and its output removed.
+ */
+export class JobRunner {
+  private readonly inFlight = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  private stopping = false;
+  private loop: Promise<void> | undefined;
+  private current: ConsumerMessages | undefined;
+  private slotFreed: (() => void) | undefined;
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly options: JobRunnerOptions,
+  ) {}
+
+  get active(): number {
+    return this.inFlight.size;
+  }
+
+  async start(): Promise<void> {
+    const consumer = await jetstream(this.ctx.nc).consumers.get(JOBS_STREAM, CONSUMERS[this.options.kind]);
+    this.loop = this.pull(consumer);
+  }
+
+  private async pull(consumer: Consumer): Promise<void> {
+    while (!this.stopping) {
+      const free = this.options.concurrency - this.inFlight.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => (this.slotFreed = resolve));
+        continue;
+      }
+      try {
+        this.current = await consumer.fetch({ max_messages: free, expires: 5000 });
+        for await (const msg of this.current) {
+          if (this.stopping) {
+            msg.nak();
+            continue;
+          }
+          this.dispatch(msg);
+        }
+      } catch (err) {
+        if (this.stopping) break;
+        this.ctx.logger.warn({ err: errorMessage(err) }, 'Cannot fetch jobs; retrying');
+        await new Promise((r) => setTimeout(r, 1000));
+      } finally {
+        this.current = undefined;
+      }
+    }
+  }
+
+  private dispatch(msg: JsMsg): void {
+    const controller = new AbortController();
+    const key = `${msg.info.streamSequence}`;
+    const done = this.handle(msg, controller)
+      .catch((err: unknown) => this.ctx.logger.error({ err }, 'Job handling failed unexpectedly'))
+      .finally(() => {
+        this.inFlight.delete(key);
+        this.slotFreed?.();
+        this.slotFreed = undefined;
+      });
+    this.inFlight.set(key, { controller, done });
+  }
+
+  /**
+   * Stops pulling, lets in-flight jobs finish for up to `graceMs`, then aborts the rest and
+   * hands them back to JetStream for another worker. Safe to call twice.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.slotFreed?.();
+    this.current?.stop();
+    const all = () => Promise.all([...this.inFlight.values()].map((f) => f.done));
+    const timer = setTimeout(() => {
+      for (const f of this.inFlight.values()) f.controller.abort('shutdown');
+    }, graceMs);
+    await all();
+    clearTimeout(timer);
+    await this.loop;
+  }
+
+  private async handle(msg: JsMsg, controller: AbortController): Promise<void> {
+    const { logger, store } = this.ctx;
+    const parsed = jobRequestMessage.safeParse(safeJson(msg.data));
+    if (!parsed.success || parsed.data.kind !== this.options.kind) {
+      logger.warn({ subject: msg.subject }, 'Dropping a malformed job request');
+      msg.term();
+      return;
+    }
+    const request = parsed.data;
+    const stored = await store.get(this.options.kind, request.job_id);
+    const claimed = stored ? await this.begin(stored, request.created_at, msg) : null;
+    if (!claimed) {
+      msg.ack();
+      return;
+    }
+    await this.execute(claimed, msg, controller);
+  }
+
+  /** Moves the record to `processing` unless another live worker has it, or it is done, gone or newer. */
+  private async begin(stored: StoredJob, createdAt: string, msg: JsMsg): Promise<StoredJob | null> {
+    const { record } = stored;
+    if (record.created_at !== createdAt) return null;
+    if (record.status === 'completed' || record.status === 'failed') return null;
+    if (record.status === 'processing' && msg.info.deliveryCount === 1) {
+      const idleMs = Date.now() - Date.parse(record.updated_at);
+      if (idleMs < this.ctx.config.jobAckWaitMs) return null;
+    }
+    const next = await this.ctx.store.update(stored, {
+      status: 'processing',
+      progress: 0,
+      attempts: record.attempts + 1,
+      error: undefined,
+    });
+    if (next) {
+      this.ctx.events.job(record.kind, record.id, 'started', { attempt: next.record.attempts });
+      this.ctx.logger.info({ job_id: record.id, attempt: next.record.attempts }, 'Job started');
+    }
+    return next;
+  }
+
+  private async execute(claimed: StoredJob, msg: JsMsg, controller: AbortController): Promise<void> {
+    const { config, events, logger, storage } = this.ctx;
+    const { kind } = this.options;
+    const id = claimed.record.id;
+    const started = Date.now();
+    const progress = new ProgressWriter(this.ctx, claimed, this.options.progressIntervalMs ?? 250, () =>
+      controller.abort('deleted'),
+    );
+    const heartbeat = setInterval(() => msg.working(), Math.max(500, Math.min(10_000, config.jobAckWaitMs / 3)));
+    const timeout = setTimeout(() => controller.abort('timeout'), this.options.timeoutMs);
+    const workDir = await makeWorkDir(storage, id);
+    let output: JobOutput | undefined;
+    let failure: unknown;
+    try {
+      output = await this.options.handler({
+        job: claimed.record,
+        attempt: claimed.record.attempts,
+        signal: controller.signal,
+        workDir,
+        progress: (p, stage) => progress.report(p, stage),
+      });
+    } catch (err) {
+      failure = err;
+    } finally {
+      clearInterval(heartbeat);
+      clearTimeout(timeout);
+      await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+    const latest = await progress.settle();
+    const reason = abortReason(controller.signal);
+
+    if (output && !reason && latest) {
+      const done = await this.ctx.store.update(latest, {
+        status: 'completed',
+        progress: 100,
+        result: output.result,
+        error: undefined,
+        expires_at: this.ctx.store.expiresFromNow(),
+      });
+      if (done) {
+        msg.ack();
+        const durationMs = Date.now() - started;
+        events.job(kind, id, 'completed', { result: output.result, duration_ms: durationMs });
+        logger.info({ job_id: id, duration_ms: durationMs }, 'Job completed');
+        return;
+      }
+    }
+    if (output) await removeFiles(output.files);
+    if (!latest || reason === 'deleted') {
+      logger.info({ job_id: id }, 'Job deleted or replaced while running; dropped');
+      msg.ack();
+      return;
+    }
+    if (reason === 'shutdown') {
+      await this.ctx.store.update(latest, { status: 'queued', progress: 0 }).catch(() => null);
+      msg.nak();
+      logger.info({ job_id: id }, 'Job handed back for another worker');
+      return;
+    }
+    await this.fail(latest, msg, reason === 'timeout' ? timeoutError(kind, this.options.timeoutMs) : failure);
+  }
+
+  private async fail(latest: StoredJob, msg: JsMsg, err: unknown): Promise<void> {
+    const { config, events, logger, store } = this.ctx;
+    const appError =
+      err instanceof AppError ? err : new AppError(`${this.options.kind}.internal`, errorMessage(err), { retryable: true, cause: err });
+    const attempt = msg.info.deliveryCount;
+    if (appError.retryable && attempt < config.jobMaxDeliver) {
+      const delay = config.jobRetryDelayMs * 2 ** (attempt - 1);
+      await store.update(latest, { status: 'queued', progress: 0, error: appError.toJSON() }).catch(() => null);
+      msg.nak(delay);
+      logger.warn({ job_id: latest.record.id, attempt, delay_ms: delay, err: appError.message }, 'Job failed; retrying');
+      return;
+    }
+    const error = { code: appError.code, message: appError.message };
+    await store.update(latest, { status: 'failed', error }).catch(() => null);
+    msg.term();
+    events.job(latest.record.kind, latest.record.id, 'failed', { error, attempts: latest.record.attempts });
+    logger.warn({ job_id: latest.record.id, attempt, code: error.code, err: error.message }, 'Job failed');
+  }
+}
+
+function timeoutError(kind: JobKind, timeoutMs: number): AppError {
+  return new AppError(`${kind}.timeout`, `the job took longer than the ${Math.round(timeoutMs / 1000)} s limit`);
+}
+
+function safeJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Writes progress to the record (compare-and-set, one write at a time) and publishes
+ * `progress` events, at most once per interval. Calls `onGone` when the record vanished.
+ */
+class ProgressWriter {
+  private last = 0;
+  private lastPercent = -1;
+  private chain: Promise<void> = Promise.resolve();
+  private pending: { percent: number; stage?: string } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private stored: StoredJob | null,
+    private readonly intervalMs: number,
+    private readonly onGone: () => void,
+  ) {}
+
+  report(percent: number, stage?: string): void {
+    const p = Math.max(0, Math.min(99, Math.round(percent * 10) / 10));
+    if (p === this.lastPercent && !stage) return;
+    this.pending = stage === undefined ? { percent: p } : { percent: p, stage };
+    const wait = this.last + this.intervalMs - Date.now();
+    if (wait <= 0) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), wait);
+  }
+
+  private flush(): void {
+    this.timer = undefined;
+    const next = this.pending;
+    this.pending = undefined;
+    if (!next || !this.stored) return;
+    this.last = Date.now();
+    this.lastPercent = next.percent;
+    const { kind, id } = this.stored.record;
+    this.ctx.events.job(
+      kind,
+      id,
+      'progress',
+      next.stage === undefined ? { progress: next.percent } : { progress: next.percent, stage: next.stage },
+    );
+    this.chain = this.chain.then(async () => {
+      if (!this.stored) return;
+      try {
+        const updated = await this.ctx.store.update(this.stored, { progress: next.percent });
+        if (!updated) this.onGone();
+        this.stored = updated;
+      } catch (err) {
+        // Redis away for a moment: the next progress write or the final write will tell.
+        this.ctx.logger.debug({ err: errorMessage(err) }, 'Progress write failed');
+      }
+    });
+  }
+
+  /** Waits for writes in flight and returns the latest stored record (null if the job is gone). */
+  async settle(): Promise<StoredJob | null> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pending = undefined;
+    await this.chain;
+    if (this.stored) {
+      // A final check, as no write may have happened since the job was deleted.
+      const fresh = await this.ctx.store.get(this.stored.record.kind, this.stored.record.id).catch(() => this.stored);
+      if (!fresh || fresh.raw !== this.stored.raw) this.stored = null;
+    }
+    return this.stored;
+  }
+}

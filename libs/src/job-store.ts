@@ -1,0 +1,233 @@
+import type { Redis } from 'ioredis';
+import {
+  JOB_KINDS,
+  jobKey,
+  jobRecordSchema,
+  parseJobKey,
+  type JobKind,
+  type JobRecord,
+  type JobStatus,
+} from './job-record.js';
+
+/** Sorted set of every job key (no TTL): score = `expires_at` in epoch ms. The janitor reads it. */
+export const EXPIRY_INDEX = 'jobs:expiry';
+/** Hash of cache counters: `<kind>:hits`, `<kind>:misses`. */
+export const CACHE_STATS_KEY = 'stats:cache';
+
+/** A record as read, with the exact JSON stored, which guards the next write (compare-and-set). */
+export interface StoredJob {
+  readonly key: string;
+  readonly raw: string;
+  readonly record: JobRecord;
+}
+
+export interface ClaimResult {
+  /** true: this call created (or re-queued a failed) job; false: a live job with that id exists. */
+  readonly created: boolean;
+  readonly job: StoredJob;
+}
+
+// Creates the record unless a live (not failed) one exists. Atomic, so among concurrent
+// identical submissions exactly one wins. KEYS: record, index, stats. ARGV: json, expires ms, kind.
+const CLAIM = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, rec = pcall(cjson.decode, cur)
+  if ok and type(rec) == 'table' and rec['status'] ~= 'failed' then
+    redis.call('HINCRBY', KEYS[3], ARGV[3] .. ':hits', 1)
+    return {0, cur}
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[2], KEYS[1])
+redis.call('HINCRBY', KEYS[3], ARGV[3] .. ':misses', 1)
+return {1, ARGV[1]}
+`;
+
+// Replaces the record only if it is still exactly what the caller read, so a deleted or
+// re-created job is never overwritten by a stale worker. KEYS: record, index. ARGV: expected, json, expires ms.
+const REPLACE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], KEYS[1])
+return 1
+`;
+
+// Deletes record and index entry together and returns what was stored. KEYS: record, index.
+const REMOVE = `
+local cur = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], KEYS[1])
+return cur
+`;
+
+export interface ListQuery {
+  kind?: JobKind;
+  status?: JobStatus;
+  limit: number;
+  /** Opaque cursor from the previous page. */
+  cursor?: string;
+}
+
+export interface ListPage {
+  jobs: JobRecord[];
+  next_cursor: string | null;
+}
+
+export interface JobStoreOptions {
+  redis: Redis;
+  ttlMs: number;
+  now?: () => number;
+}
+
+function parse(key: string, raw: string): StoredJob {
+  return { key, raw, record: jobRecordSchema.parse(JSON.parse(raw)) };
+}
+
+/**
+ * Job records in Redis. Every write sets the key's expiry to `expires_at` itself (PXAT) and
+ * the same instant as the key's score in `jobs:expiry`, so `TTL job:<id>`, `expires_at` and
+ * the index always agree.
+ */
+export class JobStore {
+  readonly ttlMs: number;
+  private readonly redis: Redis;
+  private readonly now: () => number;
+
+  constructor(options: JobStoreOptions) {
+    this.redis = options.redis;
+    this.ttlMs = options.ttlMs;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** A fresh queued record; `expires_at` = now + TTL. */
+  newRecord(kind: JobKind, id: string, request: Record<string, unknown>): JobRecord {
+    const now = this.now();
+    const iso = new Date(now).toISOString();
+    return {
+      id,
+      kind,
+      status: 'queued',
+      progress: 0,
+      created_at: iso,
+      updated_at: iso,
+      expires_at: new Date(now + this.ttlMs).toISOString(),
+      request,
+      attempts: 0,
+    };
+  }
+
+  /** Atomically creates the job, or returns the live one with that id (a failed one is replaced). */
+  async claim(kind: JobKind, id: string, request: Record<string, unknown>): Promise<ClaimResult> {
+    const key = jobKey(kind, id);
+    const record = this.newRecord(kind, id, request);
+    const raw = JSON.stringify(record);
+    const [created, stored] = (await this.redis.eval(
+      CLAIM,
+      3,
+      key,
+      EXPIRY_INDEX,
+      CACHE_STATS_KEY,
+      raw,
+      Date.parse(record.expires_at),
+      kind,
+    )) as [number, string];
+    return { created: created === 1, job: parse(key, stored) };
+  }
+
+  async get(kind: JobKind, id: string): Promise<StoredJob | null> {
+    const key = jobKey(kind, id);
+    const raw = await this.redis.get(key);
+    return raw === null ? null : parse(key, raw);
+  }
+
+  /** Looks an id up under both kinds' keys. */
+  async find(id: string): Promise<StoredJob | null> {
+    const keys = JOB_KINDS.map((kind) => jobKey(kind, id));
+    const raws = await this.redis.mget(...keys);
+    for (const [i, raw] of raws.entries()) {
+      if (raw) return parse(keys[i] as string, raw);
+    }
+    return null;
+  }
+
+  /** True when the index still holds an id whose expiry has passed: the job expired, its files await the sweep. */
+  async isExpired(id: string): Promise<boolean> {
+    const now = this.now();
+    for (const kind of JOB_KINDS) {
+      const score = await this.redis.zscore(EXPIRY_INDEX, jobKey(kind, id));
+      if (score !== null && Number(score) <= now) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Writes `next` in place of `prev` if the stored record is still `prev` (compare-and-set).
+   * Returns the new stored job, or null when the job was deleted, expired or replaced meanwhile.
+   */
+  async replace(prev: StoredJob, next: JobRecord): Promise<StoredJob | null> {
+    const raw = JSON.stringify(next);
+    const expiresMs = Date.parse(next.expires_at);
+    const ok = (await this.redis.eval(REPLACE, 2, prev.key, EXPIRY_INDEX, prev.raw, raw, expiresMs)) as number;
+    return ok === 1 ? { key: prev.key, raw, record: next } : null;
+  }
+
+  /** Applies a patch with a fresh `updated_at` (and the same `expires_at` unless the patch sets one). */
+  async update(prev: StoredJob, patch: Partial<JobRecord>): Promise<StoredJob | null> {
+    const next: JobRecord = { ...prev.record, ...patch, updated_at: new Date(this.now()).toISOString() };
+    return this.replace(prev, next);
+  }
+
+  /** The `expires_at` of a result completed now: a result is cached for the whole TTL. */
+  expiresFromNow(): string {
+    return new Date(this.now() + this.ttlMs).toISOString();
+  }
+
+  /** Deletes the record and its index entry; returns what was stored, or null. */
+  async remove(kind: JobKind, id: string): Promise<StoredJob | null> {
+    const key = jobKey(kind, id);
+    const raw = (await this.redis.eval(REMOVE, 2, key, EXPIRY_INDEX)) as string | null;
+    return raw ? parse(key, raw) : null;
+  }
+
+  /** Newest first (by expiry), filtered by kind and status; scans a bounded number of index entries per page. */
+  async list(query: ListQuery): Promise<ListPage> {
+    const limit = Math.max(1, Math.min(100, query.limit));
+    const scanBudget = Math.max(500, limit * 10);
+    let offset = query.cursor ? Number.parseInt(query.cursor, 10) || 0 : 0;
+    const jobs: JobRecord[] = [];
+    let scanned = 0;
+    const batch = Math.min(200, Math.max(limit, 50));
+    while (jobs.length < limit && scanned < scanBudget) {
+      const keys = await this.redis.zrevrangebyscore(EXPIRY_INDEX, '+inf', this.now(), 'LIMIT', offset, batch);
+      if (keys.length === 0) return { jobs, next_cursor: null };
+      const wanted = keys.filter((k) => !query.kind || parseJobKey(k)?.kind === query.kind);
+      const raws = wanted.length > 0 ? await this.redis.mget(...wanted) : [];
+      let consumed = 0;
+      for (const key of keys) {
+        consumed += 1;
+        const i = wanted.indexOf(key);
+        const raw = i >= 0 ? raws[i] : null;
+        if (raw) {
+          const { record } = parse(key, raw);
+          if (!query.status || record.status === query.status) jobs.push(record);
+        }
+        if (jobs.length >= limit) break;
+      }
+      offset += consumed;
+      scanned += consumed;
+      if (keys.length < batch && jobs.length < limit) return { jobs, next_cursor: null };
+    }
+    return { jobs, next_cursor: String(offset) };
+  }
+
+  /** Cache hit and miss counters by kind. */
+  async cacheStats(): Promise<Record<JobKind, { hits: number; misses: number }>> {
+    const raw = (await this.redis.hgetall(CACHE_STATS_KEY)) as Record<string, string>;
+    const out = {} as Record<JobKind, { hits: number; misses: number }>;
+    for (const kind of JOB_KINDS) {
+      out[kind] = { hits: Number(raw[`${kind}:hits`] ?? 0), misses: Number(raw[`${kind}:misses`] ?? 0) };
+    }
+    return out;
+  }
+}

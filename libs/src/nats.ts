@@ -1,0 +1,138 @@
+import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  jetstreamManager,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import type { Config } from './config.js';
+import { JOB_KINDS } from './job-record.js';
+import type { Logger } from './logger.js';
+import { CONSUMERS, EVENTS_ALL, EVENTS_STREAM, JOBS_STREAM, JOB_SUBJECTS } from './subjects.js';
+
+export type { NatsConnection } from '@nats-io/transport-node';
+
+/** The dedupe window of `JOBS`: a re-published job request inside it is dropped by the server. */
+export const JOBS_DUPLICATE_WINDOW_MS = 2 * 60_000;
+
+/**
+ * Connects and keeps reconnecting for as long as the process lives: a NATS restart must not
+ * stop a service, only pause it.
+ */
+export async function connectNats(config: Pick<Config, 'natsUrl'>, name: string, logger?: Logger): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: config.natsUrl,
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    waitOnFirstConnect: false,
+  });
+  if (logger) {
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === 'disconnect') logger.warn({ server: s.server }, 'NATS disconnected');
+        else if (s.type === 'reconnect') logger.info({ server: s.server }, 'NATS reconnected');
+        else if (s.type === 'error') logger.warn({ err: s.error }, 'NATS error');
+      }
+    })();
+  }
+  return nc;
+}
+
+export function jobsStreamConfig(): Partial<StreamConfig> & { name: string; subjects: string[] } {
+  return {
+    name: JOBS_STREAM,
+    subjects: Object.values(JOB_SUBJECTS),
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    duplicate_window: nanos(JOBS_DUPLICATE_WINDOW_MS),
+    num_replicas: 1,
+  };
+}
+
+export function eventsStreamConfig(config: Pick<Config, 'cacheTtlMs'>): Partial<StreamConfig> & { name: string; subjects: string[] } {
+  return {
+    name: EVENTS_STREAM,
+    subjects: [EVENTS_ALL],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: nanos(config.cacheTtlMs),
+    // Progress events are frequent; keep the stream bounded even under a long TTL.
+    max_bytes: 1024 * 1024 * 1024,
+    num_replicas: 1,
+  };
+}
+
+export function workerConsumerConfig(
+  kind: (typeof JOB_KINDS)[number],
+  config: Pick<Config, 'jobAckWaitMs' | 'jobMaxDeliver'>,
+): Partial<ConsumerConfig> & { durable_name: string } {
+  return {
+    durable_name: CONSUMERS[kind],
+    filter_subject: JOB_SUBJECTS[kind],
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(config.jobAckWaitMs),
+    max_deliver: config.jobMaxDeliver,
+    max_ack_pending: 1000,
+    max_waiting: 512,
+  };
+}
+
+function isNotFound(err: unknown): boolean {
+  return err instanceof JetStreamApiError && (err.code === 404 || /not found/i.test(err.message));
+}
+
+async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    const info = await jsm.streams.info(cfg.name);
+    const current = info.config as unknown as Record<string, unknown>;
+    const changed = Object.entries(cfg).some(([k, v]) => JSON.stringify(current[k]) !== JSON.stringify(v));
+    if (changed) await jsm.streams.update(cfg.name, cfg);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.streams.add(cfg);
+  }
+}
+
+async function ensureConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  cfg: Partial<ConsumerConfig> & { durable_name: string },
+): Promise<void> {
+  try {
+    const info = await jsm.consumers.info(stream, cfg.durable_name);
+    const current = info.config as unknown as Record<string, unknown>;
+    const changed = Object.entries(cfg).some(([k, v]) => JSON.stringify(current[k]) !== JSON.stringify(v));
+    if (changed) {
+      const { durable_name: _n, filter_subject: _f, deliver_policy: _d, ...update } = cfg;
+      await jsm.consumers.update(stream, cfg.durable_name, update);
+    }
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.consumers.add(stream, cfg);
+  }
+}
+
+/**
+ * Creates or updates `JOBS`, `EVENTS` and both worker consumers. Idempotent, so every service
+ * runs it at start and a restart with a new `CACHE_TTL_HOURS` updates `EVENTS`' max_age.
+ */
+export async function ensureJetStream(
+  nc: NatsConnection,
+  config: Pick<Config, 'cacheTtlMs' | 'jobAckWaitMs' | 'jobMaxDeliver'>,
+): Promise<JetStreamManager> {
+  const jsm = await jetstreamManager(nc);
+  await ensureStream(jsm, jobsStreamConfig());
+  await ensureStream(jsm, eventsStreamConfig(config));
+  for (const kind of JOB_KINDS) await ensureConsumer(jsm, JOBS_STREAM, workerConsumerConfig(kind, config));
+  return jsm;
+}

@@ -1,0 +1,107 @@
+import { hostname } from 'node:os';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Config } from './config.js';
+import { effectiveConfig } from './config.js';
+import { EventPublisher } from './events-publisher.js';
+import { JobStore } from './job-store.js';
+import type { Logger } from './logger.js';
+import { connectNats, ensureJetStream } from './nats.js';
+import { closeRedis, createRedis, waitForRedis, type Redis } from './redis.js';
+import { createStorage, ensureStorage, type Storage } from './storage.js';
+import { serviceConfigSubject } from './subjects.js';
+
+/** What every service holds: its connections and the shared parts built on them. */
+export interface ServiceContext {
+  readonly service: string;
+  readonly instance: string;
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly nc: NatsConnection;
+  readonly redis: Redis;
+  readonly store: JobStore;
+  readonly storage: Storage;
+  readonly events: EventPublisher;
+}
+
+/** Connects to NATS and Redis, sets up streams, consumers and folders. */
+export async function openContext(service: string, config: Config, logger: Logger): Promise<ServiceContext> {
+  const storage = createStorage(config.dataDir);
+  await ensureStorage(storage);
+  const redis = createRedis(config, logger, service);
+  try {
+    await waitForRedis(redis, 15_000);
+    const nc = await connectNats(config, service, logger);
+    await ensureJetStream(nc, config);
+    return {
+      service,
+      instance: `${hostname()}:${process.pid}`,
+      config,
+      logger,
+      nc,
+      redis,
+      store: new JobStore({ redis, ttlMs: config.cacheTtlMs }),
+      storage,
+      events: new EventPublisher(nc),
+    };
+  } catch (err) {
+    await closeRedis(redis);
+    throw err;
+  }
+}
+
+/** Drains NATS and quits Redis; safe to call twice. */
+export async function closeContext(ctx: ServiceContext): Promise<void> {
+  if (!ctx.nc.isClosed()) {
+    await ctx.nc.drain().catch(() => ctx.nc.close());
+  }
+  await closeRedis(ctx.redis);
+}
+
+/** Publishes this process's effective configuration on `events.service.<name>.config`. */
+export function announceConfig(ctx: ServiceContext): void {
+  ctx.events.publish(serviceConfigSubject(ctx.service), {
+    type: 'config',
+    service: ctx.service,
+    instance: ctx.instance,
+    config: effectiveConfig(ctx.config),
+  });
+}
+
+/**
+ * Ties one stop routine to every way the process can end: SIGINT, SIGTERM, an uncaught
+ * error. The routine runs once; the process exits 0 after a clean stop, 1 otherwise, and
+ * is killed outright if the stop outlasts the grace period.
+ */
+export function handleShutdown(logger: Logger, stop: () => Promise<void>, graceMs: number): void {
+  let stopping = false;
+  const shutdown = (reason: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ reason }, 'Shutting down');
+    const timer = setTimeout(() => {
+      logger.error({ graceMs }, 'Shutdown took longer than the grace period; exiting');
+      process.exit(1);
+    }, graceMs + 2000);
+    timer.unref();
+    stop().then(
+      () => {
+        logger.info('Stopped');
+        process.exit(code);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'Error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM', 0));
+  process.once('SIGINT', () => shutdown('SIGINT', 0));
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'Uncaught exception');
+    shutdown('uncaughtException', 1);
+  });
+  process.on('unhandledRejection', (err) => {
+    logger.fatal({ err }, 'Unhandled rejection');
+    shutdown('unhandledRejection', 1);
+  });
+}

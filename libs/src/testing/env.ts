@@ -1,0 +1,101 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, type Config } from '../config.js';
+import { startNats, startRedis, tempDataDir, type TestServer } from './servers.js';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** Real nats-server, redis-server and a temp DATA_DIR for one test file. */
+export interface Platform {
+  nats: TestServer;
+  redis: TestServer;
+  dataDir: string;
+  /** Environment for a service on this platform (what its process would get). */
+  env(overrides?: Record<string, string>): Record<string, string>;
+  config(overrides?: Record<string, string>): Config;
+  close(): Promise<void>;
+}
+
+export async function startPlatform(): Promise<Platform> {
+  const [nats, redis, data] = await Promise.all([startNats(), startRedis(), tempDataDir()]);
+  const env = (overrides: Record<string, string> = {}): Record<string, string> => ({
+    NATS_URL: nats.url,
+    REDIS_URL: redis.url,
+    DATA_DIR: data.dir,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'silent',
+    ALLOW_PRIVATE_URLS: 'true',
+    JOB_ACK_WAIT_SECONDS: '5',
+    JOB_RETRY_DELAY_SECONDS: '1',
+    ...overrides,
+  });
+  return {
+    nats,
+    redis,
+    dataDir: data.dir,
+    env,
+    config: (overrides) => loadConfig(env(overrides)),
+    async close() {
+      await Promise.all([nats.close(), redis.close()]);
+      await data.remove();
+    },
+  };
+}
+
+export interface ServiceProcess {
+  readonly child: ChildProcess;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** Resolves when a line of output matches. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** SIGTERM (or the given signal) and wait for the exit; resolves to the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Runs a service's `src/main.ts` as its own process, as `npm start -w <service>` would. */
+export function spawnService(service: string, env: Record<string, string>): ServiceProcess {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=media-jobs-source', '--import', 'tsx', `${service}/src/main.ts`],
+    { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  const listeners = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    for (const l of listeners) l();
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => out,
+    waitFor(pattern, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const line = out.split('\n').find((l) => pattern.test(l));
+          if (line !== undefined) {
+            cleanup();
+            resolve(line);
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`${service}: no output matching ${pattern} within ${timeoutMs} ms:\n${out.slice(-3000)}`));
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          listeners.delete(check);
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}

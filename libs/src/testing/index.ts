@@ -1,0 +1,4 @@
+export * from './servers.js';
+export * from './fixtures.js';
+export * from './http-fixture.js';
+export * from './env.js';

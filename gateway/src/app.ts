@@ -5,6 +5,7 @@ import { errorHandler, notFoundRoute } from './errors.js';
 import { adminRoutes } from './routes/admin.js';
 import { downloadRoutes } from './routes/downloads.js';
 import { healthRoutes } from './routes/health.js';
+import { jobEventRoutes } from './routes/job-events.js';
 import { jobRoutes } from './routes/jobs.js';
 import { normalizeRoutes } from './routes/normalize.js';
 
@@ -24,6 +25,7 @@ export function createApp(deps: GatewayDeps): Express {
   app.use(downloadRoutes(deps));
   app.use(normalizeRoutes(deps));
   app.use(jobRoutes(deps));
+  app.use(jobEventRoutes(deps));
   app.use(adminRoutes(deps));
   app.use(notFoundRoute);
   app.use(errorHandler);

@@ -15,3 +15,6 @@ export * from './process.js';
 export * from './job-queue.js';
 export * from './job-runner.js';
 export * from './job-files.js';
+export * from './normalize-id.js';
+export * from './sweep-lock.js';
+export * from './service-registry.js';

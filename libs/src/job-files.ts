@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { JobKind } from './job-record.js';
 import { jobKey } from './job-record.js';
+import { unavailable } from './errors.js';
 import { findResultFiles, removeFiles, type Storage } from './storage.js';
+import { lockToken, releaseIfOwner, retryWhileBusy, sweepingKey, TOMBSTONE_TTL_MS } from './sweep-lock.js';
 
 /**
  * Which files belong to a job is derived from its kind and id alone, so a job whose record
@@ -22,18 +24,61 @@ export function uploadHashOf(normalizeJobId: string): string {
   return normalizeJobId.slice(0, 16);
 }
 
-/** Records that a normalize job uses the upload with this sha256. Called when the job is created. */
-export async function retainUpload(redis: Redis, normalizeJobId: string): Promise<void> {
-  await redis.sadd(uploadRefsKey(uploadHashOf(normalizeJobId)), jobKey('normalize', normalizeJobId));
+/** The tombstone held while an upload with no users left is being deleted. */
+export function uploadSweepingKey(hex16: string): string {
+  return sweepingKey(uploadRefsKey(hex16));
 }
 
-// Drops one job's reference; returns the references left. KEYS: refs set. ARGV: job key.
+// Adds the job's reference unless the upload is being deleted (answers 0: busy).
+// KEYS: refs set, tombstone. ARGV: job key.
+const RETAIN = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+`;
+
+/**
+ * Records that a normalize job uses the upload with this sha256. Waits while the last
+ * user's release is deleting that upload, so call it after the claim and before placing
+ * the upload file in `uploads/`: a deletion in progress then only removes the old copy.
+ */
+export async function retainUpload(redis: Redis, normalizeJobId: string): Promise<void> {
+  const hex16 = uploadHashOf(normalizeJobId);
+  const keys = [uploadRefsKey(hex16), uploadSweepingKey(hex16)];
+  const member = jobKey('normalize', normalizeJobId);
+  await retryWhileBusy(
+    async () => (((await redis.eval(RETAIN, 2, ...keys, member)) as number) === 1 ? true : 'busy'),
+    () => unavailable('upload.sweeping', 'this upload is being cleaned up; try again shortly'),
+  );
+}
+
+// Drops one job's reference; when none is left, sets the tombstone so that no job retains
+// the upload while its files are deleted. Returns the references left.
+// KEYS: refs set, tombstone. ARGV: job key, token, tombstone ttl ms.
 const RELEASE = `
 redis.call('SREM', KEYS[1], ARGV[1])
 local left = redis.call('SCARD', KEYS[1])
-if left == 0 then redis.call('DEL', KEYS[1]) end
+if left == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
 return left
 `;
+
+/**
+ * Drops a normalize job's reference to its upload. True when it was the last one: the
+ * caller then owns the upload's deletion under `token` and ends it with `endUploadRelease`.
+ */
+export async function releaseUploadRef(redis: Redis, normalizeJobId: string, token: string): Promise<boolean> {
+  const hex16 = uploadHashOf(normalizeJobId);
+  const keys = [uploadRefsKey(hex16), uploadSweepingKey(hex16)];
+  const member = jobKey('normalize', normalizeJobId);
+  return ((await redis.eval(RELEASE, 2, ...keys, member, token, TOMBSTONE_TTL_MS)) as number) === 0;
+}
+
+export async function endUploadRelease(redis: Redis, hex16: string, token: string): Promise<void> {
+  await releaseIfOwner(redis, uploadSweepingKey(hex16), token);
+}
 
 async function uploadFiles(storage: Storage, hex16: string): Promise<string[]> {
   try {
@@ -59,10 +104,14 @@ export async function releaseJobFiles(
   id: string,
 ): Promise<{ removed: string[]; bytes: number }> {
   const paths = await resultFiles(storage, kind, id);
-  if (kind === 'normalize') {
-    const hex16 = uploadHashOf(id);
-    const left = (await redis.eval(RELEASE, 1, uploadRefsKey(hex16), jobKey(kind, id))) as number;
-    if (left === 0) paths.push(...(await uploadFiles(storage, hex16)));
+  if (kind !== 'normalize') return removeFiles(paths);
+  const hex16 = uploadHashOf(id);
+  const token = lockToken();
+  const last = await releaseUploadRef(redis, id, token);
+  if (last) paths.push(...(await uploadFiles(storage, hex16)));
+  try {
+    return await removeFiles(paths);
+  } finally {
+    if (last) await endUploadRelease(redis, hex16, token);
   }
-  return removeFiles(paths);
 }

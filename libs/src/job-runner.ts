@@ -1,5 +1,6 @@
 import { rm } from 'node:fs/promises';
-import { jetstream, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { Subscription } from '@nats-io/transport-node';
 import { AppError, errorMessage } from './errors.js';
 import { jobRequestMessage } from './events.js';
 import type { JobKind, JobRecord } from './job-record.js';
@@ -62,6 +63,7 @@ export class JobRunner {
   private loop: Promise<void> | undefined;
   private current: ConsumerMessages | undefined;
   private slotFreed: (() => void) | undefined;
+  private advisories: Subscription | undefined;
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -74,7 +76,50 @@ export class JobRunner {
 
   async start(): Promise<void> {
     const consumer = await jetstream(this.ctx.nc).consumers.get(JOBS_STREAM, CONSUMERS[this.options.kind]);
+    this.watchMaxDeliveries();
     this.loop = this.pull(consumer);
+  }
+
+  /**
+   * A job whose worker died on its last allowed delivery is never delivered again; JetStream
+   * says so in a max-deliveries advisory. One worker of the group (queue subscription) marks
+   * the job failed with the reason and removes the spent request, so no job stays `processing`.
+   */
+  private watchMaxDeliveries(): void {
+    const consumerName = CONSUMERS[this.options.kind];
+    const subject = `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${JOBS_STREAM}.${consumerName}`;
+    this.advisories = this.ctx.nc.subscribe(subject, {
+      queue: `${consumerName}-advisories`,
+      callback: (err, msg) => {
+        if (err) return;
+        const advisory = safeJson(msg.data) as { stream_seq?: number; deliveries?: number } | null;
+        if (typeof advisory?.stream_seq !== 'number') return;
+        this.giveUp(advisory.stream_seq, advisory.deliveries ?? this.ctx.config.jobMaxDeliver).catch((e: unknown) =>
+          this.ctx.logger.warn({ err: errorMessage(e) }, 'Cannot handle a max-deliveries advisory'),
+        );
+      },
+    });
+  }
+
+  private async giveUp(seq: number, deliveries: number): Promise<void> {
+    const jsm = await jetstreamManager(this.ctx.nc);
+    const stored = await jsm.streams.getMessage(JOBS_STREAM, { seq }).catch(() => null);
+    const parsed = stored ? jobRequestMessage.safeParse(safeJson(stored.data)) : null;
+    if (parsed?.success) {
+      const { job_id: id, created_at: createdAt } = parsed.data;
+      const job = await this.ctx.store.get(this.options.kind, id);
+      if (job && job.record.created_at === createdAt && (job.record.status === 'processing' || job.record.status === 'queued')) {
+        const error = {
+          code: `${this.options.kind}.max_deliveries`,
+          message: `gave up after ${deliveries} deliveries: the worker stopped or timed out each time`,
+        };
+        if (await this.ctx.store.update(job, { status: 'failed', error })) {
+          this.ctx.events.job(this.options.kind, id, 'failed', { error, attempts: job.record.attempts });
+          this.ctx.logger.warn({ job_id: id, deliveries }, 'Job failed: maximum deliveries reached');
+        }
+      }
+    }
+    await jsm.streams.deleteMessage(JOBS_STREAM, seq, false).catch(() => false);
   }
 
   private async pull(consumer: Consumer): Promise<void> {
@@ -122,6 +167,7 @@ export class JobRunner {
    */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
+    this.advisories?.unsubscribe();
     this.slotFreed?.();
     this.current?.stop();
     const all = () => Promise.all([...this.inFlight.values()].map((f) => f.done));

@@ -8,6 +8,8 @@ import {
   type JobRecord,
   type JobStatus,
 } from './job-record.js';
+import { unavailable } from './errors.js';
+import { retryWhileBusy, sweepingKey } from './sweep-lock.js';
 
 /** Sorted set of every job key (no TTL): score = `expires_at` in epoch ms. The janitor reads it. */
 export const EXPIRY_INDEX = 'jobs:expiry';
@@ -28,8 +30,11 @@ export interface ClaimResult {
 }
 
 // Creates the record unless a live (not failed) one exists. Atomic, so among concurrent
-// identical submissions exactly one wins. KEYS: record, index, stats. ARGV: json, expires ms, kind.
+// identical submissions exactly one wins. Answers 2 (busy) while the janitor holds the key's
+// tombstone: its files are being deleted and a new job must not start before they are gone.
+// KEYS: record, index, stats, tombstone. ARGV: json, expires ms, kind.
 const CLAIM = `
+if redis.call('EXISTS', KEYS[4]) == 1 then return {2, ''} end
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
@@ -120,18 +125,17 @@ export class JobStore {
   /** Atomically creates the job, or returns the live one with that id (a failed one is replaced). */
   async claim(kind: JobKind, id: string, request: Record<string, unknown>): Promise<ClaimResult> {
     const key = jobKey(kind, id);
-    const record = this.newRecord(kind, id, request);
-    const raw = JSON.stringify(record);
-    const [created, stored] = (await this.redis.eval(
-      CLAIM,
-      3,
-      key,
-      EXPIRY_INDEX,
-      CACHE_STATS_KEY,
-      raw,
-      Date.parse(record.expires_at),
-      kind,
-    )) as [number, string];
+    const [created, stored] = await retryWhileBusy(
+      async () => {
+        const record = this.newRecord(kind, id, request);
+        const raw = JSON.stringify(record);
+        const expiresMs = Date.parse(record.expires_at);
+        const args = [key, EXPIRY_INDEX, CACHE_STATS_KEY, sweepingKey(key), raw, expiresMs, kind];
+        const reply = (await this.redis.eval(CLAIM, 4, ...args)) as [number, string];
+        return reply[0] === 2 ? 'busy' : reply;
+      },
+      () => unavailable('job.sweeping', 'the previous job with this id is being cleaned up; try again shortly'),
+    );
     return { created: created === 1, job: parse(key, stored) };
   }
 

@@ -2,11 +2,14 @@ import { hostname } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from './config.js';
 import { effectiveConfig } from './config.js';
+import { errorMessage } from './errors.js';
+import { envelope } from './events.js';
 import { EventPublisher } from './events-publisher.js';
 import { JobStore } from './job-store.js';
 import type { Logger } from './logger.js';
 import { connectNats, ensureJetStream } from './nats.js';
 import { closeRedis, createRedis, waitForRedis, type Redis } from './redis.js';
+import { recordServiceConfig } from './service-registry.js';
 import { createStorage, ensureStorage, type Storage } from './storage.js';
 import { serviceConfigSubject } from './subjects.js';
 
@@ -57,14 +60,30 @@ export async function closeContext(ctx: ServiceContext): Promise<void> {
   await closeRedis(ctx.redis);
 }
 
-/** Publishes this process's effective configuration on `events.service.<name>.config`. */
+/**
+ * Publishes this process's effective configuration on `events.service.<name>.config` and
+ * records it in Redis (`services:config`), so `/admin/stats` lists it even when no janitor
+ * runs. The Redis write is best effort: a missed one is repeated by the next announcement.
+ */
 export function announceConfig(ctx: ServiceContext): void {
-  ctx.events.publish(serviceConfigSubject(ctx.service), {
-    type: 'config',
+  const body = {
+    type: 'config' as const,
     service: ctx.service,
     instance: ctx.instance,
     config: effectiveConfig(ctx.config),
-  });
+  };
+  ctx.events.publish(serviceConfigSubject(ctx.service), body);
+  recordServiceConfig(ctx.redis, envelope(body)).catch((err: unknown) =>
+    ctx.logger.debug({ err: errorMessage(err) }, 'Cannot record the config announcement'),
+  );
+}
+
+/** Announces now and every `intervalMs` (default one minute); returns the stop function. */
+export function startConfigAnnouncer(ctx: ServiceContext, intervalMs = 60_000): () => void {
+  announceConfig(ctx);
+  const timer = setInterval(() => announceConfig(ctx), intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /**

@@ -1,17 +1,10 @@
 import { basename, join } from 'node:path';
-import { Router, type Request } from 'express';
+import { Router } from 'express';
 import { z } from 'zod';
-import {
-  AppError,
-  badRequest,
-  isValidJobId,
-  JOB_KINDS,
-  JOB_STATUSES,
-  releaseJobFiles,
-  type StoredJob,
-} from '@media-jobs/libs';
+import { AppError, badRequest, JOB_KINDS, JOB_STATUSES, releaseJobFiles } from '@media-jobs/libs';
 import type { GatewayDeps } from '../deps.js';
 import { jobView } from '../job-view.js';
+import { jobIdParam, requireJob } from './job-lookup.js';
 
 const listQuery = z.object({
   kind: z.enum(JOB_KINDS, { error: `kind must be one of ${JOB_KINDS.join(', ')}` }).optional(),
@@ -27,24 +20,6 @@ const listQuery = z.object({
 
 const RESULT_FILE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9]{1,8}$/;
 
-function jobId(req: Request): string {
-  const id = req.params.id;
-  if (typeof id !== 'string' || !isValidJobId(id)) {
-    throw badRequest('job.invalid_id', 'a job id contains only letters, digits, "_" and "-" (at most 128)');
-  }
-  return id;
-}
-
-/** The job, or 410 when it expired and awaits the sweep, or 404. */
-async function requireJob(deps: GatewayDeps, id: string): Promise<StoredJob> {
-  const job = await deps.store.find(id);
-  if (job) return job;
-  if (await deps.store.isExpired(id)) {
-    throw new AppError('job.expired', `job ${id} has expired; submit it again`, { status: 410 });
-  }
-  throw new AppError('job.not_found', `no job with id ${id}`, { status: 404 });
-}
-
 /** `GET /jobs`, `GET /jobs/:id`, `GET /jobs/:id/file`, `DELETE /jobs/:id`. */
 export function jobRoutes(deps: GatewayDeps): Router {
   const router = Router();
@@ -57,12 +32,12 @@ export function jobRoutes(deps: GatewayDeps): Router {
   });
 
   router.get('/jobs/:id', async (req, res) => {
-    const job = await requireJob(deps, jobId(req));
+    const job = await requireJob(deps, jobIdParam(req));
     res.json(jobView(job.record));
   });
 
   router.get('/jobs/:id/file', async (req, res, next) => {
-    const { record } = await requireJob(deps, jobId(req));
+    const { record } = await requireJob(deps, jobIdParam(req));
     if (record.status !== 'completed') {
       throw new AppError('job.not_ready', `job ${record.id} is ${record.status}; the file exists once it is completed`, {
         status: 409,
@@ -87,7 +62,7 @@ export function jobRoutes(deps: GatewayDeps): Router {
   });
 
   router.delete('/jobs/:id', async (req, res) => {
-    const { record } = await requireJob(deps, jobId(req));
+    const { record } = await requireJob(deps, jobIdParam(req));
     const removed = await deps.store.remove(record.kind, record.id);
     if (!removed) throw new AppError('job.not_found', `no job with id ${record.id}`, { status: 404 });
     const freed = await releaseJobFiles(deps.redis, deps.storage, record.kind, record.id);

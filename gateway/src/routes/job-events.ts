@@ -18,14 +18,15 @@ export function jobEventRoutes(deps: GatewayDeps, heartbeatMs = 15_000): Router 
     const id = jobIdParam(req);
     const kinds: JobKind[] = ['download', 'normalize'];
     const buffered: { type: string; data: string }[] = [];
-    let live: ((e: { type: string; data: string }) => void) | undefined;
+    // Until the state is written, events wait in `buffered`; then `sink.live` writes them.
+    const sink: { live?: (e: { type: string; data: string }) => void } = {};
     const subs = kinds.map((kind) =>
       deps.nc.subscribe(jobEventsFilter(kind, id), {
         callback: (err, msg) => {
           if (err) return;
           const type = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
           const event = { type, data: msg.string() };
-          if (live) live(event);
+          if (sink.live) sink.live(event);
           else buffered.push(event);
         },
       }),
@@ -59,10 +60,11 @@ export function jobEventRoutes(deps: GatewayDeps, heartbeatMs = 15_000): Router 
       end();
       return;
     }
-    live = (event) => {
+    const live = (event: { type: string; data: string }) => {
       res.write(`event: ${event.type}\ndata: ${event.data}\n\n`);
       if (TERMINAL_EVENTS.has(event.type)) end();
     };
+    sink.live = live;
     // Events that arrived while the state was read; those older than the state are stale.
     const since = Date.parse(job.record.updated_at);
     for (const event of buffered.splice(0)) {

@@ -19,7 +19,7 @@ beforeAll(async () => {
   redis = new Redis(platform.redis.url);
   nc = await connect({ servers: platform.nats.url });
   nc.subscribe('events.job.>', {
-    callback: (_err, msg) => events.push({ subject: msg.subject, event: jobEventSchema.parse(msg.json()) }),
+    callback: (_err, msg) => void events.push({ subject: msg.subject, event: jobEventSchema.parse(msg.json()) }),
   });
 });
 

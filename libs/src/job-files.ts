@@ -52,28 +52,41 @@ export async function retainUpload(redis: Redis, normalizeJobId: string): Promis
   );
 }
 
-// Drops one job's reference; when none is left, sets the tombstone so that no job retains
-// the upload while its files are deleted. Returns the references left.
-// KEYS: refs set, tombstone. ARGV: job key, token, tombstone ttl ms.
+// Drops each job's reference; when none is left for an upload, sets its tombstone so that no
+// job retains it while its files are deleted. Returns 1 per job whose release was the last.
+// KEYS: (refs set, tombstone) per job. ARGV: token, tombstone ttl ms, job keys...
 const RELEASE = `
-redis.call('SREM', KEYS[1], ARGV[1])
-local left = redis.call('SCARD', KEYS[1])
-if left == 0 then
-  redis.call('DEL', KEYS[1])
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+local out = {}
+for i = 1, #ARGV - 2 do
+  local refs, tomb = KEYS[2 * i - 1], KEYS[2 * i]
+  redis.call('SREM', refs, ARGV[i + 2])
+  out[i] = 0
+  if redis.call('SCARD', refs) == 0 then
+    redis.call('DEL', refs)
+    redis.call('SET', tomb, ARGV[1], 'PX', ARGV[2])
+    out[i] = 1
+  end
 end
-return left
+return out
 `;
 
 /**
- * Drops a normalize job's reference to its upload. True when it was the last one: the
- * caller then owns the upload's deletion under `token` and ends it with `endUploadRelease`.
+ * Drops normalize jobs' references to their uploads, in one round trip. For each job, true
+ * when it was the upload's last user: the caller then owns that upload's deletion under
+ * `token` and ends it with `endUploadRelease` (or `releaseManyIfOwner` on the tombstones).
  */
+export async function releaseUploadRefs(redis: Redis, normalizeJobIds: readonly string[], token: string): Promise<boolean[]> {
+  if (normalizeJobIds.length === 0) return [];
+  const keys = normalizeJobIds.flatMap((id) => [uploadRefsKey(uploadHashOf(id)), uploadSweepingKey(uploadHashOf(id))]);
+  const members = normalizeJobIds.map((id) => jobKey('normalize', id));
+  const flags = (await redis.eval(RELEASE, keys.length, ...keys, token, TOMBSTONE_TTL_MS, ...members)) as number[];
+  return flags.map((f) => f === 1);
+}
+
+/** `releaseUploadRefs` for one job. */
 export async function releaseUploadRef(redis: Redis, normalizeJobId: string, token: string): Promise<boolean> {
-  const hex16 = uploadHashOf(normalizeJobId);
-  const keys = [uploadRefsKey(hex16), uploadSweepingKey(hex16)];
-  const member = jobKey('normalize', normalizeJobId);
-  return ((await redis.eval(RELEASE, 2, ...keys, member, token, TOMBSTONE_TTL_MS)) as number) === 0;
+  const [last] = await releaseUploadRefs(redis, [normalizeJobId], token);
+  return last === true;
 }
 
 export async function endUploadRelease(redis: Redis, hex16: string, token: string): Promise<void> {

@@ -334,7 +334,9 @@ class ProgressWriter {
   report(percent: number, stage?: string): void {
     const p = Math.max(0, Math.min(99, Math.round(percent * 10) / 10));
     if (p === this.lastPercent && !stage) return;
-    this.pending = stage === undefined ? { percent: p } : { percent: p, stage };
+    // A report without a stage keeps the stage of the one it replaces, so no stage is lost.
+    const kept = stage ?? this.pending?.stage;
+    this.pending = kept === undefined ? { percent: p } : { percent: p, stage: kept };
     const wait = this.last + this.intervalMs - Date.now();
     if (wait <= 0) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), wait);

@@ -35,16 +35,24 @@ export function runProcess(command: string, args: string[], options: RunOptions 
       resolve({ code: null, signal: null, stderr: '', timedOut: false, aborted: true });
       return;
     }
-    const child = spawn(command, args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, so a kill also reaches the tools it starts (yt-dlp runs ffmpeg).
+    const child = spawn(command, args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let stderr = '';
     let timedOut = false;
     let aborted = false;
     let killTimer: NodeJS.Timeout | undefined;
 
+    const signalGroup = (signal: NodeJS.Signals) => {
+      try {
+        if (child.pid) process.kill(-child.pid, signal);
+      } catch {
+        child.kill(signal);
+      }
+    };
     const kill = () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      killTimer = setTimeout(() => child.kill('SIGKILL'), options.killGraceMs ?? 3000);
+      signalGroup('SIGTERM');
+      killTimer = setTimeout(() => signalGroup('SIGKILL'), options.killGraceMs ?? 3000);
     };
     const timer = options.timeoutMs
       ? setTimeout(() => {

@@ -36,8 +36,23 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 `;
 
+// The same for many keys at once. KEYS: keys. ARGV: token.
+const RELEASE_MANY_IF_OWNER = `
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then n = n + redis.call('DEL', k) end
+end
+return n
+`;
+
 export async function releaseIfOwner(redis: Redis, key: string, token: string): Promise<boolean> {
   return ((await redis.eval(RELEASE_IF_OWNER, 1, key, token)) as number) === 1;
+}
+
+/** Releases every key that still holds `token`, in one round trip; returns how many. */
+export async function releaseManyIfOwner(redis: Redis, keys: readonly string[], token: string): Promise<number> {
+  if (keys.length === 0) return 0;
+  return (await redis.eval(RELEASE_MANY_IF_OWNER, keys.length, ...keys, token)) as number;
 }
 
 /**
@@ -96,3 +111,9 @@ export class RedisLock {
     if (token) await releaseIfOwner(this.redis, this.key, token);
   }
 }
+
+/** The lock that lets one janitor replica sweep at a time. */
+export const SWEEP_LOCK_KEY = 'janitor:sweep_lock';
+
+/** The last sweep's summary (JSON), written by the janitor, read by `GET /admin/stats`. */
+export const LAST_SWEEP_KEY = 'janitor:last_sweep';

@@ -27,7 +27,7 @@ const ENV = { JOB_ACK_WAIT_SECONDS: '1', JOB_MAX_DELIVER: '3', JOB_RETRY_DELAY_S
 beforeAll(async () => {
   platform = await startPlatform();
   nc = await connect({ servers: platform.nats.url });
-  nc.subscribe('events.job.>', { callback: (_e, m) => events.push(jobEventSchema.parse(m.json())) });
+  nc.subscribe('events.job.>', { callback: (_e, m) => void events.push(jobEventSchema.parse(m.json())) });
 });
 
 // Every runner shares the durable consumer, so each test stops its own before the next starts.

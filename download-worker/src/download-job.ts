@@ -1,0 +1,196 @@
+import { readdir, readFile, rename, stat } from 'node:fs/promises';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import {
+  AppError,
+  QUALITIES,
+  findResultFiles,
+  removeFiles,
+  runProcess,
+  type Config,
+  type JobHandler,
+  type JobOutput,
+  type JobRun,
+  type Logger,
+  type Quality,
+  type Storage,
+} from '@media-jobs/libs';
+import { probeMedia } from './probe.js';
+import {
+  DownloadTracker,
+  MEDIA_BASENAME,
+  RESULT_FILE,
+  buildYtDlpArgs,
+  classifyFailure,
+  parseProgressLine,
+  tooLarge,
+} from './yt-dlp.js';
+
+export interface DownloadJobDeps {
+  config: Pick<Config, 'ytDlpPath' | 'ffmpegPath' | 'ffprobePath' | 'maxDownloadBytes'>;
+  storage: Storage;
+  logger: Logger;
+}
+
+interface DownloadRequest {
+  url: string;
+  quality: Quality;
+}
+
+interface Downloaded {
+  path: string;
+  formatId: string | null;
+  title: string | null;
+}
+
+/** Share of the progress bar that the transfer itself takes; the rest is post-processing and probing. */
+const DOWNLOAD_SHARE = 0.95;
+
+/** Runs yt-dlp for one download job, probes the result and renames it to `downloads/<id>.<ext>`. */
+export function createDownloadHandler(deps: DownloadJobDeps): JobHandler {
+  return async (run: JobRun): Promise<JobOutput> => {
+    const request = parseRequest(run.job.request);
+    const log = deps.logger.child({ job_id: run.job.id, attempt: run.attempt });
+    await removeEarlierWorkDirs(deps.storage, run);
+    run.progress(0, 'downloading');
+    const downloaded = await runYtDlp(deps, run, request, log);
+    run.progress(97, 'probing');
+    const info = await probeMedia(deps.config.ffprobePath, downloaded.path, run.signal);
+    const { size } = await stat(downloaded.path);
+    // Merging or extracting can change the size after the last progress line.
+    if (size > deps.config.maxDownloadBytes) throw tooLarge(deps.config.maxDownloadBytes);
+    const ext = safeExtension(downloaded.path);
+    const finalPath = await moveIntoPlace(deps.storage, run.job.id, downloaded.path, ext);
+    return {
+      result: {
+        file: `${run.job.id}.${ext}`,
+        size_bytes: size,
+        ...info,
+        container: ext,
+        quality: request.quality,
+        ...(downloaded.formatId ? { format_id: downloaded.formatId } : {}),
+        ...(downloaded.title ? { title: downloaded.title } : {}),
+      },
+      files: [finalPath],
+    };
+  };
+}
+
+/** The gateway validated the request; a worker still refuses anything that could reach yt-dlp as an option. */
+function parseRequest(request: Record<string, unknown>): DownloadRequest {
+  const { url, quality = 'best' } = request;
+  const invalid = (why: string) => new AppError('download.invalid_request', why, { status: 400 });
+  if (typeof url !== 'string' || !/^https?:\/\//i.test(url)) throw invalid('the job has no http(s) url');
+  if (typeof quality !== 'string' || !(QUALITIES as readonly string[]).includes(quality)) {
+    throw invalid(`unknown quality ${JSON.stringify(quality)}`);
+  }
+  return { url, quality: quality as Quality };
+}
+
+async function runYtDlp(
+  deps: DownloadJobDeps,
+  run: JobRun,
+  request: DownloadRequest,
+  log: Logger,
+): Promise<Downloaded> {
+  const { config } = deps;
+  const watch = watchOutput(run, config.maxDownloadBytes, log);
+  const args = buildYtDlpArgs({
+    url: request.url,
+    quality: request.quality,
+    workDir: run.workDir,
+    ffmpegPath: config.ffmpegPath,
+  });
+  const exit = await runProcess(config.ytDlpPath, args, {
+    signal: AbortSignal.any([run.signal, watch.overLimit]),
+    cwd: run.workDir,
+    onStdoutLine: watch.onLine,
+    onStderrLine: watch.onLine,
+  });
+  if (watch.overLimit.aborted) throw tooLarge(config.maxDownloadBytes);
+  if (run.signal.aborted) throw new AppError('download.aborted', 'the download was stopped');
+  if (exit.signal && watch.errors.length === 0) {
+    // Killed from outside (out of memory, an operator): nothing says the source is at fault.
+    throw new AppError('download.failed', `yt-dlp was killed by ${exit.signal}`, { retryable: true });
+  }
+  if (exit.code !== 0) throw classifyFailure(watch.errors, { code: exit.code, stderrTail: exit.stderr });
+  const downloaded = await readResult(run.workDir);
+  if (!downloaded) throw new AppError('download.failed', 'yt-dlp finished without writing a media file');
+  return downloaded;
+}
+
+/**
+ * Reads yt-dlp's output lines: progress goes to the job, `ERROR:` lines are kept for the
+ * verdict, and `overLimit` fires once the run passes the size limit. The limit is enforced
+ * here rather than by yt-dlp (see buildYtDlpArgs); HLS has no size up front.
+ */
+function watchOutput(run: JobRun, maxBytes: number, log: Logger) {
+  const limit = new AbortController();
+  const tracker = new DownloadTracker();
+  const errors: string[] = [];
+  // yt-dlp prints a line per block; only a change is worth an event.
+  let last = '';
+  const report = (percent: number, stage: string) => {
+    const key = `${percent.toFixed(1)} ${stage}`;
+    if (key !== last) run.progress(percent, stage);
+    last = key;
+  };
+  const onLine = (line: string) => {
+    const progress = parseProgressLine(line);
+    if (!progress) {
+      if (line.startsWith('ERROR:')) errors.push(line);
+      log.debug({ line }, 'yt-dlp');
+      return;
+    }
+    const { percent, bytes } = tracker.update(progress);
+    if (bytes > maxBytes) limit.abort();
+    report(percent * DOWNLOAD_SHARE, progress.status === 'finished' ? 'processing' : 'downloading');
+  };
+  return { onLine, errors, overLimit: limit.signal };
+}
+
+/** What yt-dlp printed after the move; falls back to the one media file in the folder. */
+async function readResult(workDir: string): Promise<Downloaded | null> {
+  try {
+    const parsed = JSON.parse(await readFile(join(workDir, RESULT_FILE), 'utf8')) as Record<string, unknown>;
+    // Only a file in our own folder is ever moved into downloads/.
+    if (typeof parsed.filepath === 'string' && dirname(resolve(parsed.filepath)) === resolve(workDir)) {
+      await stat(parsed.filepath);
+      return {
+        path: parsed.filepath,
+        formatId: typeof parsed.format_id === 'string' ? parsed.format_id : null,
+        title: typeof parsed.title === 'string' ? parsed.title : null,
+      };
+    }
+  } catch {
+    // No result file, or a path that is not there: look for the file itself.
+  }
+  const names = (await readdir(workDir)).filter(
+    (n) => n.startsWith(`${MEDIA_BASENAME}.`) && !/\.(part|ytdl|temp)$/.test(n),
+  );
+  return names.length === 1 ? { path: join(workDir, names[0] as string), formatId: null, title: null } : null;
+}
+
+/**
+ * A run that starts owns the job, so a work folder of an earlier run of the same job belongs
+ * to a worker that died or lost it: its partial files go now rather than at the next sweep.
+ */
+async function removeEarlierWorkDirs(storage: Storage, run: JobRun): Promise<void> {
+  const names = await readdir(storage.tmp).catch(() => [] as string[]);
+  const earlier = names.filter((n) => n.startsWith(`${run.job.id}.`) && n !== basename(run.workDir));
+  await removeFiles(earlier.map((n) => join(storage.tmp, n)));
+}
+
+/** The extension yt-dlp chose, if it is a plain one; no name from the source reaches the file system. */
+function safeExtension(path: string): string {
+  const ext = extname(path).slice(1).toLowerCase();
+  return /^[a-z0-9]{1,8}$/.test(ext) ? ext : 'bin';
+}
+
+/** Renames into `downloads/`, replacing a result of an earlier run of this id with another extension. */
+async function moveIntoPlace(storage: Storage, id: string, from: string, ext: string): Promise<string> {
+  const finalPath = join(storage.downloads, `${id}.${ext}`);
+  const stale = (await findResultFiles(storage.downloads, id)).filter((p) => p !== finalPath);
+  await removeFiles(stale);
+  await rename(from, finalPath);
+  return finalPath;
+}

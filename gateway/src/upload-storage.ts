@@ -1,0 +1,101 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Request } from 'express';
+import type { StorageEngine } from 'multer';
+import { AppError, type Storage } from '@media-jobs/libs';
+import { SNIFF_BYTES, UPLOAD_EXTENSIONS, sniffExtension } from './upload-sniff.js';
+
+/** What the storage engine knows of a file once it is on disk under `tmp/`. */
+export interface ReceivedFile {
+  path: string;
+  size: number;
+  sha256: string;
+  ext: string;
+  originalname: string;
+}
+
+export function uploadTooLarge(maxBytes: number): AppError {
+  const mb = Number((maxBytes / (1024 * 1024)).toFixed(3));
+  return new AppError('upload.too_large', `the file is larger than the ${mb} MB limit (MAX_UPLOAD_MB)`, {
+    status: 413,
+    details: { max_bytes: maxBytes },
+  });
+}
+
+/** Counts, hashes and keeps the head of the bytes as they pass on to the disk; over the limit it fails. */
+function meter(maxBytes: number) {
+  const hash = createHash('sha256');
+  const head: Buffer[] = [];
+  let headBytes = 0;
+  let size = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _encoding, next) {
+      size += chunk.length;
+      if (size > maxBytes) return next(uploadTooLarge(maxBytes));
+      hash.update(chunk);
+      if (headBytes < SNIFF_BYTES) {
+        head.push(chunk.subarray(0, SNIFF_BYTES - headBytes));
+        headBytes += Math.min(chunk.length, SNIFF_BYTES - headBytes);
+      }
+      next(null, chunk);
+    },
+  });
+  return { stream, result: () => ({ size, sha256: hash.digest('hex'), head: Buffer.concat(head) }) };
+}
+
+/**
+ * A multer storage engine that streams the upload to `DATA_DIR/tmp` while computing its
+ * sha256, so a file is never held whole in memory. A partial file is removed on any error,
+ * including the size limit and a client that goes away.
+ */
+export function hashingStorage(storage: Storage, maxBytes: number): StorageEngine {
+  return {
+    _handleFile(_req: Request, file: Express.Multer.File, cb: (error?: unknown, info?: Partial<ReceivedFile>) => void) {
+      const path = join(storage.tmp, `upload-${randomBytes(8).toString('hex')}.part`);
+      const m = meter(maxBytes);
+      pipeline(file.stream, m.stream, createWriteStream(path, { flags: 'wx' })).then(
+        () => {
+          const { size, sha256, head } = m.result();
+          cb(null, { path, size, sha256, ext: sniffExtension(head, file.mimetype) });
+        },
+        (err: unknown) => {
+          void rm(path, { force: true }).finally(() => cb(err));
+        },
+      );
+    },
+    _removeFile(_req: Request, file: Express.Multer.File, cb: (error: Error | null) => void) {
+      rm(file.path, { force: true }).then(
+        () => cb(null),
+        (err: Error) => cb(err),
+      );
+    },
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Moves a received file to `uploads/<sha256>.<ext>`. If those bytes are stored already
+ * (under any extension), the new copy is dropped: one stored copy serves every job.
+ */
+export async function storeUpload(storage: Storage, file: ReceivedFile): Promise<{ ext: string; path: string }> {
+  for (const ext of UPLOAD_EXTENSIONS) {
+    const path = join(storage.uploads, `${file.sha256}.${ext}`);
+    if (await exists(path)) {
+      await rm(file.path, { force: true });
+      return { ext, path };
+    }
+  }
+  const path = join(storage.uploads, `${file.sha256}.${file.ext}`);
+  await rename(file.path, path);
+  return { ext: file.ext, path };
+}

@@ -1,0 +1,196 @@
+import {
+  JANITOR_SUBJECTS,
+  LAST_SWEEP_KEY,
+  RedisLock,
+  SWEEP_LOCK_KEY,
+  closeContext,
+  createLogger,
+  errorMessage,
+  openContext,
+  startConfigAnnouncer,
+  type Config,
+  type Logger,
+  type ServiceContext,
+} from '@media-jobs/libs';
+import { watchConfig } from './config-watch.js';
+import { sweepOrphans, sweepTmp } from './orphans.js';
+import { sweepEvent, sweepLine, type SweepSummary, type SweepTrigger } from './report.js';
+import { emptyTotals, sweepExpired, type SweepContext, type SweepHooks } from './sweep.js';
+
+export interface JanitorOptions {
+  /** Index entries (and files per folder chunk) handled per step; bounds the sweep's memory. */
+  batchSize?: number;
+  /** Expired jobs whose files are found with one pass over each folder. */
+  fileBatchSize?: number;
+  /** Expiry of the sweep lock, extended while the sweep runs; a killed janitor frees it this late. */
+  lockTtlMs?: number;
+  /** How long an on-demand sweep waits for another replica's sweep to finish. */
+  lockWaitMs?: number;
+  hooks?: SweepHooks;
+  /** The sweep's clock (tests move it forward instead of waiting hours). */
+  now?: () => number;
+}
+
+export interface Janitor {
+  readonly instance: string;
+  /** Sweeps now (or joins this process's sweep in progress) and returns the summary. */
+  sweepNow(trigger: SweepTrigger): Promise<SweepSummary>;
+  /** Stops the timer and subscriptions, lets a sweep in progress end its batch, closes connections. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+const DEFAULTS = { batchSize: 1000, fileBatchSize: 2000, lockTtlMs: 30_000, lockWaitMs: 20_000, hooks: {}, now: Date.now } satisfies Required<JanitorOptions>;
+
+/**
+ * The janitor service: a sweep at start and every `CLEANUP_INTERVAL_MINUTES`, on demand over
+ * `janitor.cleanup`, and warnings when other services run with a different TTL or interval.
+ */
+export async function startJanitor(
+  config: Config,
+  logger: Logger = createLogger('janitor', config),
+  options: JanitorOptions = {},
+): Promise<Janitor> {
+  const ctx = await openContext('janitor', config, logger);
+  const sweeper = new Sweeper(ctx, { ...DEFAULTS, ...options });
+  const stopAnnouncer = startConfigAnnouncer(ctx);
+  const configSub = watchConfig(ctx);
+  const cleanupSub = serveCleanup(ctx, sweeper);
+  await sweeper.run('startup').catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'Start-up sweep failed'));
+  sweeper.schedule();
+  logger.info({ instance: ctx.instance }, 'Janitor started');
+
+  let stopped: Promise<void> | undefined;
+  return {
+    instance: ctx.instance,
+    sweepNow: (trigger) => sweeper.run(trigger),
+    stop() {
+      stopped ??= (async () => {
+        stopAnnouncer();
+        configSub.unsubscribe();
+        cleanupSub.unsubscribe();
+        await sweeper.stop();
+        await closeContext(ctx);
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** Answers `janitor.cleanup` (queue group: one replica per request) with the sweep summary. */
+function serveCleanup(ctx: ServiceContext, sweeper: Sweeper): ReturnType<ServiceContext['nc']['subscribe']> {
+  return ctx.nc.subscribe(JANITOR_SUBJECTS.cleanupRequest, {
+    queue: 'janitor',
+    callback: (err, msg) => {
+      if (err) return;
+      sweeper.run('admin').then(
+        (summary) => msg.respond(JSON.stringify({ ok: true, summary })),
+        (e: unknown) => msg.respond(JSON.stringify({ ok: false, error: { code: 'janitor.sweep_failed', message: errorMessage(e) } })),
+      );
+    },
+  });
+}
+
+/** Runs sweeps one at a time in this process, and under the Redis lock across replicas. */
+class Sweeper {
+  private current: Promise<SweepSummary> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private nextRunAt: number | null = null;
+  private stopping = false;
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly options: Required<JanitorOptions>,
+  ) {}
+
+  run(trigger: SweepTrigger): Promise<SweepSummary> {
+    this.current ??= this.sweep(trigger).finally(() => (this.current = undefined));
+    return this.current;
+  }
+
+  schedule(): void {
+    if (this.stopping) return;
+    const interval = this.ctx.config.cleanupIntervalMs;
+    this.nextRunAt = Date.now() + interval;
+    this.timer = setTimeout(() => {
+      this.run('interval')
+        .catch((err: unknown) => this.ctx.logger.error({ err: errorMessage(err) }, 'Sweep failed'))
+        .finally(() => this.schedule());
+    }, interval);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.timer);
+    await this.current?.catch(() => undefined);
+  }
+
+  private async sweep(trigger: SweepTrigger): Promise<SweepSummary> {
+    const lock = new RedisLock(this.ctx.redis, SWEEP_LOCK_KEY, this.options.lockTtlMs);
+    const started = Date.now();
+    const now = this.options.now();
+    if (!(await this.acquire(lock, trigger === 'admin' ? this.options.lockWaitMs : 0))) {
+      this.ctx.logger.info({ trigger }, 'Cleanup skipped: another janitor is sweeping');
+      return this.summary(trigger, started, emptyTotals(), true);
+    }
+    const keepAlive = setInterval(() => void lock.extend().catch(() => undefined), Math.max(100, this.options.lockTtlMs / 3));
+    try {
+      const totals = emptyTotals();
+      const sweepCtx = this.sweepContext(lock);
+      await sweepExpired(sweepCtx, now, totals);
+      await sweepOrphans(sweepCtx, now, totals);
+      await sweepTmp(sweepCtx, now, totals);
+      const summary = this.summary(trigger, started, totals, false);
+      await this.publish(summary);
+      return summary;
+    } finally {
+      clearInterval(keepAlive);
+      await lock.release().catch(() => undefined);
+    }
+  }
+
+  private async acquire(lock: RedisLock, waitMs: number): Promise<boolean> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      if (await lock.acquire()) return true;
+      if (Date.now() >= deadline || this.stopping) return false;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  private sweepContext(lock: RedisLock): SweepContext {
+    const { redis, storage, events, logger, config } = this.ctx;
+    return {
+      redis,
+      storage,
+      events,
+      logger,
+      config,
+      batchSize: this.options.batchSize,
+      fileBatchSize: this.options.fileBatchSize,
+      hooks: this.options.hooks,
+      stillOwner: () => lock.held && !this.stopping,
+    };
+  }
+
+  private summary(trigger: SweepTrigger, started: number, totals: ReturnType<typeof emptyTotals>, skipped: boolean): SweepSummary {
+    // A timed sweep is followed by the next one an interval after it ends; an admin sweep leaves the timer as it is.
+    const next = this.stopping ? null : trigger === 'admin' ? this.nextRunAt : Date.now() + this.ctx.config.cleanupIntervalMs;
+    return {
+      trigger,
+      instance: this.ctx.instance,
+      started_at: new Date(started).toISOString(),
+      duration_ms: Date.now() - started,
+      ...totals,
+      next_run_at: next === null ? null : new Date(next).toISOString(),
+      skipped,
+    };
+  }
+
+  private async publish(summary: SweepSummary): Promise<void> {
+    const { redis, events, logger, config } = this.ctx;
+    await redis.set(LAST_SWEEP_KEY, JSON.stringify(summary));
+    events.publish(JANITOR_SUBJECTS.sweep, sweepEvent(summary));
+    logger.info({ ...summary.removed, bytes_freed: summary.bytes_freed, trigger: summary.trigger }, sweepLine(summary, config.cleanupIntervalMinutes));
+  }
+}

@@ -1,0 +1,231 @@
+import {
+  EXPIRY_INDEX,
+  TOMBSTONE_TTL_MS,
+  lockToken,
+  parseJobKey,
+  releaseManyIfOwner,
+  releaseUploadRefs,
+  sweepingKey,
+  uploadHashOf,
+  uploadSweepingKey,
+  type Config,
+  type EventPublisher,
+  type JobKind,
+  type Logger,
+  type Redis,
+  type Storage,
+} from '@media-jobs/libs';
+import { JANITOR_SUBJECTS } from '@media-jobs/libs';
+import { filesOwnedBy, removeGrouped, resultIdOf } from './files.js';
+
+/**
+ * The expiry pass. Race safety rests on one rule: the janitor deletes a job key's files only
+ * while it holds that key's tombstone `sweeping:<key>`, set in the same Lua step that confirms
+ * the expiry and deletes the record, and `JobStore.claim` waits while a tombstone exists. So a
+ * job re-created with the same id either came first (its new score is in the future and the
+ * step skips the key) or comes after the old files are gone. The index entry is removed last,
+ * with the tombstone: a janitor killed half-way leaves the entry, and the next sweep redoes
+ * the (idempotent) work. Re-checking after the deletion could not undo a deleted file; a
+ * tombstone prevents the collision instead of detecting it.
+ */
+
+/** Test seams between the steps of one batch, to make interleavings deterministic. */
+export interface SweepHooks {
+  afterRead?(keys: string[]): Promise<void>;
+  /** Records deleted and tombstones set; no file removed yet. */
+  afterClaim?(keys: string[]): Promise<void>;
+  /** Files located and upload references dropped (tombstones set on uploads left unused); nothing deleted yet. */
+  beforeDelete?(keys: string[]): Promise<void>;
+  /** Files removed; index entries and tombstones still there. */
+  afterFiles?(keys: string[]): Promise<void>;
+}
+
+export interface SweepContext {
+  readonly redis: Redis;
+  readonly storage: Storage;
+  readonly events: EventPublisher;
+  readonly logger: Logger;
+  readonly config: Pick<Config, 'cacheTtlMs' | 'downloadTimeoutMs' | 'normalizeTimeoutMs'>;
+  readonly batchSize: number;
+  /** Claimed keys whose files are located in one pass over each folder. */
+  readonly fileBatchSize: number;
+  readonly hooks: SweepHooks;
+  /** Checked between batches: false once this janitor lost the sweep lock. */
+  stillOwner(): boolean;
+}
+
+export interface SweepTotals {
+  removed: { download: number; normalize: number; orphan: number };
+  files_removed: number;
+  bytes_freed: number;
+}
+
+export function emptyTotals(): SweepTotals {
+  return { removed: { download: 0, normalize: 0, orphan: 0 }, files_removed: 0, bytes_freed: 0 };
+}
+
+// Per key: 1 = expired, record deleted and tombstone set; 0 = no longer expired (left the
+// range); 2 = the record says it lives on although its score passed (left in place).
+// KEYS: index, job keys... ARGV: now ms, now ISO, token, tombstone ttl ms, tombstone prefix.
+const CLAIM_EXPIRED = `
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local score = redis.call('ZSCORE', KEYS[1], key)
+  local state = 0
+  if score and tonumber(score) <= now then
+    state = 1
+    local cur = redis.call('GET', key)
+    if cur then
+      -- JobStore writes JSON.stringify output, so the field is found without decoding it all.
+      local expires = string.match(cur, '"expires_at":"([^"]*)"')
+      if not expires then
+        local ok, rec = pcall(cjson.decode, cur)
+        if ok and type(rec) == 'table' and type(rec['expires_at']) == 'string' then expires = rec['expires_at'] end
+      end
+      if expires and expires > ARGV[2] then state = 2 end
+    end
+    if state == 1 then
+      redis.call('DEL', key)
+      redis.call('SET', ARGV[5] .. key, ARGV[3], 'PX', ARGV[4])
+    end
+  end
+  out[i - 1] = state
+end
+return out
+`;
+
+// Extends the tombstones still ours; 1 per key held. KEYS: tombstones. ARGV: token, ttl ms.
+const REFRESH = `
+local out = {}
+for i, t in ipairs(KEYS) do
+  if redis.call('GET', t) == ARGV[1] then redis.call('PEXPIRE', t, ARGV[2]); out[i] = 1 else out[i] = 0 end
+end
+return out
+`;
+
+// Removes index entry and tombstone of keys whose tombstone is still ours; 1 per key done.
+// KEYS: index, job keys... ARGV: token, now ms, tombstone prefix.
+const FINISH = `
+local out = {}
+for i = 2, #KEYS do
+  local t = ARGV[3] .. KEYS[i]
+  out[i - 1] = 0
+  if redis.call('GET', t) == ARGV[1] then
+    redis.call('DEL', t)
+    local score = redis.call('ZSCORE', KEYS[1], KEYS[i])
+    if score and tonumber(score) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], KEYS[i]) end
+    out[i - 1] = 1
+  end
+end
+return out
+`;
+
+const TOMBSTONE_PREFIX = sweepingKey('');
+
+function pick<T>(items: readonly T[], flags: readonly number[], want: number): T[] {
+  return items.filter((_, i) => flags[i] === want);
+}
+
+/** Removes every job whose expiry passed by `nowMs`, reading the index in batches of `ctx.batchSize`. */
+export async function sweepExpired(ctx: SweepContext, nowMs: number, totals: SweepTotals): Promise<void> {
+  const token = lockToken();
+  const nowIso = new Date(nowMs).toISOString();
+  // Files are located by streaming each folder once per `fileBatchSize` claimed keys, so
+  // claims accumulate first. Claimed keys keep their index entry until their files are gone:
+  // the read offset skips them, and the entries left in place (stuck or unfinished).
+  let offset = 0;
+  let pending: string[] = [];
+  while (ctx.stillOwner()) {
+    const keys = await ctx.redis.zrangebyscore(EXPIRY_INDEX, '-inf', nowMs, 'LIMIT', offset, ctx.batchSize);
+    if (keys.length > 0) {
+      await ctx.hooks.afterRead?.(keys);
+      const args = [nowMs, nowIso, token, TOMBSTONE_TTL_MS, TOMBSTONE_PREFIX];
+      const states = (await ctx.redis.eval(CLAIM_EXPIRED, keys.length + 1, EXPIRY_INDEX, ...keys, ...args)) as number[];
+      const claimed = pick(keys, states, 1);
+      pending.push(...claimed);
+      offset += claimed.length + pick(keys, states, 2).length;
+    }
+    const last = keys.length < ctx.batchSize;
+    if (pending.length >= ctx.fileBatchSize || (last && pending.length > 0)) {
+      offset -= await removeClaimed(ctx, pending, nowMs, token, totals);
+      pending = [];
+    }
+    if (last) return;
+  }
+  // Lock lost or stopping: finish what this sweep claimed (under tombstones still its own).
+  if (pending.length > 0) await removeClaimed(ctx, pending, nowMs, token, totals);
+}
+
+/** Files, index entries and tombstones of claimed keys; returns how many were finished. */
+async function removeClaimed(ctx: SweepContext, claimed: string[], nowMs: number, token: string, totals: SweepTotals): Promise<number> {
+  const { redis, storage } = ctx;
+  await ctx.hooks.afterClaim?.(claimed);
+  // A stalled janitor may have lost a tombstone to its expiry: delete files only under live ones.
+  const tombstones = claimed.map((k) => TOMBSTONE_PREFIX + k);
+  const heldFlags = (await redis.eval(REFRESH, tombstones.length, ...tombstones, token, TOMBSTONE_TTL_MS)) as number[];
+  const held = pick(claimed, heldFlags, 1);
+  const { paths, uploads } = await locateFiles(ctx, held, token);
+  await ctx.hooks.beforeDelete?.(held);
+  const removed = await removeGrouped(storage.root, paths);
+  await releaseManyIfOwner(redis, [...uploads].map(uploadSweepingKey), token);
+  await ctx.hooks.afterFiles?.(held);
+  const finished = (await redis.eval(FINISH, held.length + 1, EXPIRY_INDEX, ...held, token, nowMs, TOMBSTONE_PREFIX)) as number[];
+  for (const key of held) report(ctx, key, removed.get(key) ?? { files: [], bytes: 0 }, totals);
+  return finished.filter((f) => f === 1).length;
+}
+
+/**
+ * Every file of the held keys: result files by id, and each upload whose last reference
+ * these jobs held (that job's release set the upload's tombstone under `token`).
+ */
+async function locateFiles(
+  ctx: SweepContext,
+  held: string[],
+  token: string,
+): Promise<{ paths: Map<string, string[]>; uploads: Set<string> }> {
+  const ids: Record<JobKind, Map<string, string>> = { download: new Map(), normalize: new Map() };
+  for (const key of held) {
+    const parsed = parseJobKey(key);
+    if (parsed) ids[parsed.kind].set(parsed.id, key);
+  }
+  const normalizeIds = [...ids.normalize.keys()];
+  const lastUse = await releaseUploadRefs(ctx.redis, normalizeIds, token);
+  const uploadOwner = new Map<string, string>();
+  normalizeIds.forEach((id, i) => lastUse[i] && uploadOwner.set(uploadHashOf(id), ids.normalize.get(id) as string));
+  const [downloads, normalized, uploads] = await Promise.all([
+    filesOwnedBy(ctx.storage.downloads, new Set(ids.download.keys()), resultIdOf),
+    filesOwnedBy(ctx.storage.normalized, new Set(ids.normalize.keys()), resultIdOf),
+    filesOwnedBy(ctx.storage.uploads, new Set(uploadOwner.keys()), (n) => n.slice(0, 16)),
+  ]);
+  const paths = new Map<string, string[]>();
+  const add = (key: string | undefined, list: string[] | undefined) => {
+    if (key && list) paths.set(key, [...(paths.get(key) ?? []), ...list]);
+  };
+  for (const [id, list] of downloads) add(ids.download.get(id), list);
+  for (const [id, list] of normalized) add(ids.normalize.get(id), list);
+  for (const [hex16, list] of uploads) add(uploadOwner.get(hex16), list);
+  return { paths, uploads: new Set(uploadOwner.keys()) };
+}
+
+function report(ctx: SweepContext, key: string, removed: { files: string[]; bytes: number }, totals: SweepTotals): void {
+  const parsed = parseJobKey(key);
+  if (parsed) totals.removed[parsed.kind] += 1;
+  totals.files_removed += removed.files.length;
+  totals.bytes_freed += removed.bytes;
+  const event = {
+    type: 'removed' as const,
+    job_id: parsed?.id ?? key,
+    kind: parsed?.kind ?? null,
+    key,
+    files: removed.files,
+    bytes_freed: removed.bytes,
+    reason: 'expired' as const,
+  };
+  ctx.events.publish(JANITOR_SUBJECTS.removed, event);
+  // Thousands of jobs per sweep: skip building the log object when debug is off.
+  if (ctx.logger.isLevelEnabled('debug')) {
+    ctx.logger.debug({ job_id: event.job_id, kind: event.kind, files: removed.files, bytes: removed.bytes }, 'Removed expired job');
+  }
+}

@@ -1,0 +1,278 @@
+import type { Operation, OutputFormat } from '@media-jobs/libs';
+
+/**
+ * Pure argument builders and output parsers for ffprobe and ffmpeg. Nothing here spawns a
+ * process, so every decision (filters, rates, gain, codec) is unit-tested on its own.
+ */
+
+export interface MediaInfo {
+  /** Seconds, or null when the container does not say. */
+  duration: number | null;
+  formatName: string;
+  codec: string;
+  sampleRate: number;
+  channels: number;
+  hasVideo: boolean;
+}
+
+export interface Loudness {
+  /** Integrated loudness, LUFS (-70 or lower: nothing above the gate, i.e. silence). */
+  integrated: number;
+  /** Loudness range, LU. */
+  lra: number;
+  /** True peak, dBTP; null for digital silence (-inf) or when not measured. */
+  truePeak: number | null;
+  /** Sample peak, dBFS; null for digital silence (-inf) or when not measured. */
+  samplePeak?: number | null;
+}
+
+export interface OutputPlan {
+  format: OutputFormat;
+  ext: string;
+  codec: string;
+  sampleRate: number;
+  channels: number;
+  codecArgs: string[];
+}
+
+/** Gain decided from one measurement: a single linear gain, plus a limiter only when peaks need it. */
+export interface GainPlan {
+  gainDb: number;
+  /** Sample-peak limit of the limiter in dBFS, or null when the gain keeps peaks under the ceiling. */
+  limitDb: number | null;
+}
+
+export function probeArgs(path: string): string[] {
+  return ['-v', 'error', '-print_format', 'json', '-show_streams', '-show_format', path];
+}
+
+interface ProbeJson {
+  streams?: { codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; duration?: string }[];
+  format?: { format_name?: string; duration?: string };
+}
+
+/** The first audio stream of ffprobe's JSON, or null when the file has none. */
+export function parseProbe(stdout: string): MediaInfo | null {
+  const json = JSON.parse(stdout) as ProbeJson;
+  const streams = json.streams ?? [];
+  const audio = streams.find((s) => s.codec_type === 'audio');
+  if (!audio) return null;
+  const duration = Number(json.format?.duration ?? audio.duration);
+  return {
+    duration: Number.isFinite(duration) && duration > 0 ? duration : null,
+    formatName: json.format?.format_name ?? 'unknown',
+    codec: audio.codec_name ?? 'unknown',
+    sampleRate: Number(audio.sample_rate) || 0,
+    channels: audio.channels ?? 0,
+    hasVideo: streams.some((s) => s.codec_type === 'video'),
+  };
+}
+
+/** The last line of ffprobe's complaint, e.g. "Invalid data found when processing input". */
+export function probeVerdict(stderr: string): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const last = lines.at(-1) ?? 'ffprobe could not read the file';
+  // ffprobe prefixes the path (ours, not the user's); the reason after it is what matters.
+  return last.replace(/^.*?:\s(?=[A-Z])/, '');
+}
+
+const LOSSY_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
+const OPUS_RATES = [8000, 12000, 16000, 24000, 48000];
+
+/** Keep the input's rate where the format allows it; never above 48 kHz for lossy formats. */
+export function outputSampleRate(format: OutputFormat, inputRate: number, to16k: boolean): number {
+  if (to16k) return 16_000;
+  if (format === 'opus') return OPUS_RATES.includes(inputRate) ? inputRate : 48_000;
+  if (format === 'wav' || format === 'flac') return inputRate || 48_000;
+  if (LOSSY_RATES.includes(inputRate)) return inputRate;
+  // 88.2 and 176.4 kHz masters come from the 44.1 kHz family.
+  return inputRate > 0 && inputRate % 44_100 === 0 ? 44_100 : 48_000;
+}
+
+/** Encoder arguments per format; shared with the benchmark so every method uses the same encoder. */
+export function codecArgs(format: OutputFormat, channels: number): { codec: string; ext: string; args: string[] } {
+  const stereo = channels > 1;
+  switch (format) {
+    case 'opus':
+      return { codec: 'opus', ext: 'opus', args: ['-c:a', 'libopus', '-b:a', stereo ? '128k' : '64k'] };
+    case 'mp3':
+      return { codec: 'mp3', ext: 'mp3', args: ['-c:a', 'libmp3lame', '-q:a', '2'] };
+    case 'm4a':
+      return { codec: 'aac', ext: 'm4a', args: ['-c:a', 'aac', '-b:a', stereo ? '192k' : '96k', '-movflags', '+faststart'] };
+    case 'wav':
+      return { codec: 'pcm_s16le', ext: 'wav', args: ['-c:a', 'pcm_s16le'] };
+    case 'flac':
+      return { codec: 'flac', ext: 'flac', args: ['-c:a', 'flac'] };
+  }
+}
+
+export function planOutput(format: OutputFormat, input: Pick<MediaInfo, 'sampleRate' | 'channels'>, ops: readonly Operation[]): OutputPlan {
+  const sampleRate = outputSampleRate(format, input.sampleRate, ops.includes('sample_rate_16k'));
+  // mp3 and plain opus carry at most two channels; lossless formats keep them all.
+  const lossless = format === 'wav' || format === 'flac';
+  const channels = ops.includes('convert_to_mono') ? 1 : lossless ? Math.max(1, input.channels) : Math.min(2, Math.max(1, input.channels));
+  const { codec, ext, args } = codecArgs(format, channels);
+  return { format, ext, codec, sampleRate, channels, codecArgs: args };
+}
+
+export const HIGHPASS_HZ = 80;
+/** Two 2-pole sections: 24 dB/octave, so rumble at 30 Hz drops by about 30 dB and speech stays intact. */
+const HIGHPASS = `highpass=f=${HIGHPASS_HZ}:poles=2,highpass=f=${HIGHPASS_HZ}:poles=2`;
+/** FFT denoiser that tracks the noise floor, starting from a floor typical of hiss in recordings. */
+const DENOISE = 'afftdn=nr=20:nf=-40:tn=1';
+
+/**
+ * Filters before the gain, in the order that is cheapest and measures right: downmix first
+ * (later filters run on fewer channels), then rumble and noise removal, then a downsample
+ * to 16 kHz (which changes loudness, so it comes before the measurement).
+ */
+export function preGainFilters(ops: readonly Operation[], plan: OutputPlan, inputChannels: number): string[] {
+  const filters: string[] = [];
+  if (plan.channels < inputChannels) filters.push(`aformat=channel_layouts=${plan.channels === 1 ? 'mono' : 'stereo'}`);
+  if (ops.includes('highpass_filter')) filters.push(HIGHPASS);
+  if (ops.includes('remove_noise')) filters.push(DENOISE);
+  if (ops.includes('sample_rate_16k')) filters.push('aresample=16000');
+  return filters;
+}
+
+/**
+ * Lossy encoders raise true peaks (measured: Opus about 1.1 dB on limited, dense audio);
+ * keep that much headroom below the ceiling in the signal fed to the encoder.
+ */
+export function peakMargin(format: OutputFormat): number {
+  if (format === 'wav' || format === 'flac') return 0.1;
+  return format === 'opus' ? 1.3 : 1;
+}
+
+/** Inter-sample peaks rise above sample peaks; a sample-peak limit this far down keeps true peaks under it. */
+export const TRUE_PEAK_OVER_SAMPLE_DB = 1;
+
+/**
+ * One linear gain to the target. When that gain would push the true peak over the ceiling
+ * (less the codec's margin), a look-ahead limiter catches the peaks instead of lowering the
+ * gain, so quiet inputs with sharp transients still reach the target loudness.
+ */
+export function planGain(measured: Loudness, targetLufs: number, ceilingDb: number, format: OutputFormat): GainPlan {
+  // The measuring pass reads sample peaks (a true-peak scan would double its cost); true
+  // peaks are estimated from them here and measured on the output, which can still ask for
+  // the limiter (see `limiterPlan`).
+  const peak = measured.truePeak ?? (measured.samplePeak == null ? null : measured.samplePeak + TRUE_PEAK_OVER_SAMPLE_DB);
+  if (measured.integrated <= -70 || peak === null) return { gainDb: 0, limitDb: null };
+  const gainDb = round2(targetLufs - measured.integrated);
+  const allowed = ceilingDb - peakMargin(format);
+  return { gainDb, limitDb: peak + gainDb > allowed ? limiterLevel(ceilingDb, format) : null };
+}
+
+/** The limiter's sample-peak limit that keeps true peaks, after encoding, under the ceiling. */
+export function limiterLevel(ceilingDb: number, format: OutputFormat): number {
+  return round2(ceilingDb - peakMargin(format) - TRUE_PEAK_OVER_SAMPLE_DB);
+}
+
+export function gainFilters(plan: GainPlan): string[] {
+  const filters = [`volume=${plan.gainDb.toFixed(2)}dB`];
+  if (plan.limitDb !== null) {
+    const limit = Math.max(0.0625, Math.min(1, 10 ** (plan.limitDb / 20)));
+    // level=false: no automatic make-up gain; latency=true: no added delay at the start.
+    filters.push(`alimiter=limit=${limit.toFixed(5)}:attack=5:release=50:level=false:latency=true`);
+  }
+  return filters;
+}
+
+const EBUR128_TRUE_PEAK = 'ebur128=peak=true:framelog=verbose';
+const EBUR128_SAMPLE_PEAK = 'ebur128=peak=sample:framelog=verbose';
+
+/** A measuring pass: decode, apply `filters`, measure loudness and sample peak, write nothing. */
+export function measureArgs(input: string, filters: string[]): string[] {
+  const graph = [...filters, EBUR128_SAMPLE_PEAK].join(',');
+  return [...baseArgs(input), '-filter_complex', `[0:a:0]${graph}[m]`, '-map', '[m]', '-f', 'null', '-'];
+}
+
+/** Raw 32-bit float PCM written for a parallel measurement. */
+export interface PcmTap {
+  path: string;
+  sampleRate: number;
+  channels: number;
+}
+
+export interface EncodeSpec {
+  input: string;
+  output: string;
+  plan: OutputPlan;
+  /** Filters before the gain (their output can be tapped as the measured input). */
+  pre: string[];
+  /** The gain and limiter. */
+  gain: string[];
+  /** Also write the signal after `pre` (input) and the exact signal fed to the encoder (output). */
+  taps?: { input: PcmTap; output: PcmTap };
+}
+
+const chain = (filters: string[]): string => (filters.length > 0 ? filters.join(',') : 'anull');
+
+function tapArgs(label: string, tap: PcmTap): string[] {
+  return ['-map', `[${label}]`, '-ar', String(tap.sampleRate), '-ac', String(tap.channels), '-c:a', 'pcm_f32le', '-f', 'f32le', tap.path];
+}
+
+export function encodeArgs(spec: EncodeSpec): string[] {
+  const { plan, taps } = spec;
+  const post = [...spec.gain, `aresample=${plan.sampleRate}`];
+  const graph = taps
+    ? `[0:a:0]${chain(spec.pre)},asplit=2[pre][itap];[pre]${chain(post)},asplit=2[out][otap]`
+    : `[0:a:0]${chain([...spec.pre, ...post])}[out]`;
+  const args = [...baseArgs(spec.input), '-filter_complex', graph, '-map', '[out]', '-ac', String(plan.channels)];
+  args.push('-ar', String(plan.sampleRate), ...plan.codecArgs, '-f', muxer(plan.format), spec.output);
+  if (taps) args.push(...tapArgs('itap', taps.input), ...tapArgs('otap', taps.output));
+  return args;
+}
+
+/** Measures raw PCM as written by `encodeArgs`'s tap. */
+export function measurePcmArgs(pcm: string, sampleRate: number, channels: number): string[] {
+  return [
+    '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info',
+    '-f', 'f32le', '-ar', String(sampleRate), '-ac', String(channels), '-i', pcm,
+    '-af', EBUR128_TRUE_PEAK, '-f', 'null', '-',
+  ];
+}
+
+function muxer(format: OutputFormat): string {
+  return format === 'opus' ? 'ogg' : format === 'm4a' ? 'ipod' : format;
+}
+
+/** Machine-readable progress on stdout (`key=value` lines); the log stays on stderr for the summary. */
+function baseArgs(input: string): string[] {
+  return ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info', '-y', '-progress', 'pipe:1', '-i', input];
+}
+
+function round2(n: number): number {
+  return Math.round(n * 100) / 100;
+}
+
+/** The `Summary:` block that ebur128 prints at the end of a run. */
+export function parseEbur128Summary(stderr: string): Loudness | null {
+  const at = stderr.lastIndexOf('Summary:');
+  if (at < 0) return null;
+  const summary = stderr.slice(at);
+  const integrated = /I:\s+(-?[\d.]+|-?inf|nan) LUFS/.exec(summary)?.[1];
+  const lra = /LRA:\s+(-?[\d.]+|nan) LU\b/.exec(summary)?.[1];
+  const truePeak = /True peak:\s+Peak:\s+(-?[\d.]+|-?inf) dBFS/.exec(summary)?.[1];
+  const samplePeak = /Sample peak:\s+Peak:\s+(-?[\d.]+|-?inf) dBFS/.exec(summary)?.[1];
+  if (integrated === undefined || lra === undefined) return null;
+  const num = (s: string | undefined) => (s === undefined || /inf|nan/.test(s) ? null : Number(s));
+  return {
+    integrated: num(integrated) ?? -70,
+    lra: num(lra) ?? 0,
+    truePeak: num(truePeak),
+    ...(samplePeak !== undefined && { samplePeak: num(samplePeak) }),
+  };
+}
+
+/**
+ * Follows ffmpeg's `-progress` output. Returns the output position in seconds when a
+ * line carries it, null otherwise. (`out_time_ms` is in microseconds too, despite its name.)
+ */
+export function parseProgressLine(line: string): number | null {
+  const m = /^out_time_(?:us|ms)=(\d+)$/.exec(line.trim());
+  return m ? Number(m[1]) / 1_000_000 : null;
+}

@@ -8,6 +8,8 @@
  *   `expires_at`, delete the expired record and the files it names;
  * - the janitor: a real janitor process (`startJanitor`), whose start-up sweep reads
  *   `jobs:expiry` up to now in batches; its peak memory is sampled in that process.
+ * Knobs for quick experiments (the quoted figures use neither): `BENCH_LIVE` (live records),
+ * `BENCH_FILE_BATCH` (the janitor's `fileBatchSize`).
  * The expired records still exist in Redis (their key TTL is a little longer than
  * `expires_at`), so the seed's method can find them at all: it cannot see keys Redis expired.
  */
@@ -16,7 +18,16 @@ import { mkdir, readdir, rm, unlink, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { EXPIRY_INDEX, LAST_SWEEP_KEY, createStorage, loadConfig, jobKey, uploadRefsKey, type JobKind, type Storage } from '@media-jobs/libs';
+import {
+  EXPIRY_INDEX,
+  LAST_SWEEP_KEY,
+  createStorage,
+  loadConfig,
+  jobKey,
+  uploadRefsKey,
+  type JobKind,
+  type Storage,
+} from '@media-jobs/libs';
 import { REPO_ROOT, startNats, startRedis, tempDataDir } from '@media-jobs/libs/testing';
 
 /** `BENCH_LIVE` shrinks the live set for a quick run; the figures quoted use the default. */
@@ -36,14 +47,20 @@ function record(kind: JobKind, id: string, expiresMs: number, files: string[]): 
     created_at: at,
     updated_at: at,
     expires_at: new Date(expiresMs).toISOString(),
-    request: kind === 'download' ? { url: `https://www.youtube.com/watch?v=${id.slice(0, 11)}`, quality: '720p' } : { operations: ['normalize_volume'] },
+    request:
+      kind === 'download'
+        ? { url: `https://www.youtube.com/watch?v=${id.slice(0, 11)}`, quality: '720p' }
+        : { operations: ['normalize_volume'] },
     attempts: 1,
     result: { files, size: FILE_BYTES, duration: 212.4, format: kind === 'download' ? 'mp4' : 'wav' },
   });
 }
 
 const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
-const liveId = (i: number) => (i % 5 === 0 ? { kind: 'normalize' as const, id: `${hex(i, 16)}_mono` } : { kind: 'download' as const, id: `L${hex(i, 10)}_720p` });
+const liveId = (i: number) =>
+  i % 5 === 0
+    ? { kind: 'normalize' as const, id: `${hex(i, 16)}_mono` }
+    : { kind: 'download' as const, id: `L${hex(i, 10)}_720p` };
 
 async function loadLive(redis: Redis, storage: Storage): Promise<void> {
   const expires = Date.now() + 24 * HOUR;
@@ -59,7 +76,9 @@ async function loadLive(redis: Redis, storage: Storage): Promise<void> {
       if (i < LIVE_WITH_FILES) writes.push(writeFile(join(storage.root, file), Buffer.alloc(FILE_BYTES)));
     }
     await Promise.all([pipe.exec(), ...writes]);
-    process.stdout.write(`\r  live records: ${start + 10_000} / ${LIVE} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    process.stdout.write(
+      `\r  live records: ${start + 10_000} / ${LIVE} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+    );
   }
   process.stdout.write('\n');
 }
@@ -73,7 +92,10 @@ async function loadExpired(redis: Redis, storage: Storage): Promise<void> {
     for (let i = 0; i < EXPIRED[kind]; i++) {
       const hex16 = hex(0xe0000000 + i, 16);
       const id = kind === 'download' ? `X${hex(i, 10)}_best` : `${hex16}_mono`;
-      const own = kind === 'download' ? [`downloads/${id}.mp4`] : [`normalized/${id}.wav`, `uploads/${hex16}${'0'.repeat(48)}.wav`];
+      const own =
+        kind === 'download'
+          ? [`downloads/${id}.mp4`]
+          : [`normalized/${id}.wav`, `uploads/${hex16}${'0'.repeat(48)}.wav`];
       files.push(...own);
       // Key TTL 10 min past expires_at: still readable, as the seed's method needs.
       pipe.set(jobKey(kind, id), record(kind, id, expires, own), 'PX', 10 * 60_000 + HOUR);
@@ -83,7 +105,9 @@ async function loadExpired(redis: Redis, storage: Storage): Promise<void> {
   }
   await pipe.exec();
   for (let i = 0; i < files.length; i += 500) {
-    await Promise.all(files.slice(i, i + 500).map((f) => writeFile(join(storage.root, f), Buffer.alloc(FILE_BYTES))));
+    await Promise.all(
+      files.slice(i, i + 500).map((f) => writeFile(join(storage.root, f), Buffer.alloc(FILE_BYTES))),
+    );
   }
 }
 
@@ -150,7 +174,10 @@ async function runJanitorChild(): Promise<void> {
     },
   };
   const fileBatchSize = process.env.BENCH_FILE_BATCH ? Number(process.env.BENCH_FILE_BATCH) : undefined;
-  const janitor = await startJanitor(config, createLogger('janitor', { logLevel: 'warn' }), { hooks, ...(fileBatchSize ? { fileBatchSize } : {}) });
+  const janitor = await startJanitor(config, createLogger('janitor', { logLevel: 'warn' }), {
+    hooks,
+    ...(fileBatchSize ? { fileBatchSize } : {}),
+  });
   clearInterval(sampler);
   const cpu = process.cpuUsage(cpuAtSweep);
   const redis = new Redis(config.redisUrl);
@@ -173,11 +200,19 @@ async function runJanitorChild(): Promise<void> {
 }
 
 async function janitorInChild(env: Record<string, string>): Promise<ChildReport> {
-  const child = spawn(process.execPath, ['--conditions=media-jobs-source', '--import', 'tsx', 'bench/janitor.ts', '--child'], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', ...(process.env.BENCH_FILE_BATCH ? { BENCH_FILE_BATCH: process.env.BENCH_FILE_BATCH } : {}), ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=media-jobs-source', '--import', 'tsx', 'bench/janitor.ts', '--child'],
+    {
+      cwd: REPO_ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        ...(process.env.BENCH_FILE_BATCH ? { BENCH_FILE_BATCH: process.env.BENCH_FILE_BATCH } : {}),
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
@@ -187,7 +222,8 @@ async function janitorInChild(env: Record<string, string>): Promise<ChildReport>
 
 async function countFiles(storage: Storage): Promise<number> {
   let n = 0;
-  for (const dir of [storage.downloads, storage.normalized, storage.uploads]) n += (await readdir(dir)).length;
+  for (const dir of [storage.downloads, storage.normalized, storage.uploads])
+    n += (await readdir(dir)).length;
   return n;
 }
 
@@ -196,8 +232,11 @@ async function main(): Promise<void> {
   const redis = new Redis(redisServer.url);
   const storage = createStorage(data.dir);
   try {
-    for (const dir of [storage.downloads, storage.normalized, storage.uploads, storage.tmp]) await mkdir(dir, { recursive: true });
-    console.log(`Loading ${LIVE.toLocaleString('en')} live records (${LIVE_WITH_FILES} with files) and ${(EXPIRED.download + EXPIRED.normalize).toLocaleString('en')} expired ones with files...`);
+    for (const dir of [storage.downloads, storage.normalized, storage.uploads, storage.tmp])
+      await mkdir(dir, { recursive: true });
+    console.log(
+      `Loading ${LIVE.toLocaleString('en')} live records (${LIVE_WITH_FILES} with files) and ${(EXPIRED.download + EXPIRED.normalize).toLocaleString('en')} expired ones with files...`,
+    );
     await loadLive(redis, storage);
     await loadExpired(redis, storage);
     console.log(`  files on disk: ${await countFiles(storage)}; Redis keys: ${await redis.dbsize()}`);
@@ -206,16 +245,30 @@ async function main(): Promise<void> {
     console.log(`Seed method (SCAN + GET every record): ${seed.ms.toFixed(0)} ms, removed ${seed.removed}`);
 
     await loadExpired(redis, storage);
-    const env = { REDIS_URL: redisServer.url, NATS_URL: natsServer.url, DATA_DIR: data.dir, CACHE_TTL_HOURS: '24', LOG_LEVEL: 'warn' };
+    const env = {
+      REDIS_URL: redisServer.url,
+      NATS_URL: natsServer.url,
+      DATA_DIR: data.dir,
+      CACHE_TTL_HOURS: '24',
+      LOG_LEVEL: 'warn',
+    };
     const janitor = await janitorInChild(env);
     const { download, normalize } = janitor.removed;
-    console.log(`Janitor sweep (jobs:expiry in batches):  ${janitor.duration_ms} ms (${janitor.cpu_ms} ms CPU), removed ${download + normalize} (${download} download, ${normalize} normalize), ${janitor.files_removed} files`);
+    console.log(
+      `Janitor sweep (jobs:expiry in batches):  ${janitor.duration_ms} ms (${janitor.cpu_ms} ms CPU), removed ${download + normalize} (${download} download, ${normalize} normalize), ${janitor.files_removed} files`,
+    );
     const liveLeft = await countFiles(storage);
-    console.log(`  live files intact: ${liveLeft} / ${LIVE_WITH_FILES}; live records: ${await redis.zcard(EXPIRY_INDEX)}`);
+    console.log(
+      `  live files intact: ${liveLeft} / ${LIVE_WITH_FILES}; live records: ${await redis.zcard(EXPIRY_INDEX)}`,
+    );
     const ratio = seed.ms / Math.max(1, janitor.duration_ms);
     const [load1] = loadavg();
-    console.log(`\nMachine load average (1 min): ${load1?.toFixed(2)} on ${cpus().length} cores: both times grow with it`);
-    console.log(`Speed-up: ${ratio.toFixed(1)}x (target >= 20x); sweep ${janitor.duration_ms} ms (target < 1000 ms)`);
+    console.log(
+      `\nMachine load average (1 min): ${load1?.toFixed(2)} on ${cpus().length} cores: both times grow with it`,
+    );
+    console.log(
+      `Speed-up: ${ratio.toFixed(1)}x (target >= 20x); sweep ${janitor.duration_ms} ms (target < 1000 ms)`,
+    );
     console.log(
       `Janitor memory (its own process, Node + tsx + modules included): peak RSS ${janitor.peak_rss_mb} MB (target < 150 MB; OS max RSS ${janitor.max_rss_mb} MB)`,
     );

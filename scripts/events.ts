@@ -29,7 +29,13 @@ const SCHEMAS: [RegExp, z.ZodType][] = [
   [/^events\.service\.[^.]+\.config$/, serviceConfigEvent],
 ];
 
-const mb = (bytes: number) => (bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(1)} GB` : `${(bytes / 1024 ** 2).toFixed(1)} MB`);
+function mb(bytes: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  for (; value >= 1024 && unit < units.length - 1; unit++) value /= 1024;
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
 
 function describeJob(e: JobEvent): string {
   switch (e.type) {
@@ -54,7 +60,8 @@ function describeJob(e: JobEvent): string {
 export function formatEvent(subject: string, payload: unknown): string {
   const schema = SCHEMAS.find(([re]) => re.test(subject))?.[1];
   const parsed = schema?.safeParse(payload);
-  if (!parsed?.success) return `${new Date().toISOString().slice(11, 23)}  ${subject}  (unrecognised) ${JSON.stringify(payload)}`;
+  if (!parsed?.success)
+    return `${new Date().toISOString().slice(11, 23)}  ${subject}  (unrecognised) ${JSON.stringify(payload)}`;
   const e = parsed.data as { at: string; type: string } & Record<string, unknown>;
   const time = e.at.slice(11, 23);
   if (subject.startsWith('events.job.')) {

@@ -1,7 +1,7 @@
 import express, { type Express } from 'express';
-import { pinoHttp } from 'pino-http';
 import type { GatewayDeps } from './deps.js';
 import { errorHandler, notFoundRoute } from './errors.js';
+import { requestLog } from './request-log.js';
 import { adminRoutes } from './routes/admin.js';
 import { downloadRoutes } from './routes/downloads.js';
 import { healthRoutes } from './routes/health.js';
@@ -14,13 +14,7 @@ export function createApp(deps: GatewayDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
-  app.use(
-    pinoHttp({
-      logger: deps.logger,
-      autoLogging: { ignore: (req) => req.url === '/health' },
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug'),
-    }),
-  );
+  app.use(requestLog(deps.logger));
   app.use(healthRoutes(deps));
   app.use(downloadRoutes(deps));
   app.use(normalizeRoutes(deps));
@@ -28,6 +22,6 @@ export function createApp(deps: GatewayDeps): Express {
   app.use(jobEventRoutes(deps));
   app.use(adminRoutes(deps));
   app.use(notFoundRoute);
-  app.use(errorHandler);
+  app.use(errorHandler(deps.logger));
   return app;
 }

@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { AppError, isAppError } from '@media-jobs/libs';
+import { AppError, isAppError, type Logger } from '@media-jobs/libs';
 
 /** Body-parser and multer errors carry a `type`/`code`; map them to our error codes. */
 function fromFrameworkError(err: unknown): AppError | null {
@@ -35,10 +35,10 @@ export const notFoundRoute: RequestHandler = (req, _res, next) => {
 };
 
 /** The one error handler: every error becomes `{"error": {code, message, details?}}` with its status. */
-export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
+export const errorHandler = (logger: Logger): ErrorRequestHandler => (err, req, res, _next) => {
   const appError = isAppError(err) ? err : (fromFrameworkError(err) ?? fromBackendError(err));
   if (!appError || appError.status >= 500) {
-    req.log?.error({ err }, 'Request failed');
+    logger.error({ err, req: { method: req.method, url: req.originalUrl } }, 'Request failed');
   }
   const status = appError?.status ?? 500;
   if (status === 503) res.setHeader('Retry-After', '5');

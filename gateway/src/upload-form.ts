@@ -27,9 +27,13 @@ const listOf = (value: unknown): string[] =>
   (Array.isArray(value) ? value : value === undefined ? [] : [value]).flatMap((v) => String(v).split(','));
 
 function unknownOperation(name: string) {
-  return badRequest('normalize.unknown_operation', `unknown operation "${name.slice(0, 64)}"; valid operations: ${OPERATIONS.join(', ')}`, {
-    valid_operations: OPERATIONS,
-  });
+  return badRequest(
+    'normalize.unknown_operation',
+    `unknown operation "${name.slice(0, 64)}"; valid operations: ${OPERATIONS.join(', ')}`,
+    {
+      valid_operations: OPERATIONS,
+    },
+  );
 }
 
 /**
@@ -49,12 +53,17 @@ function parseOperations(body: Record<string, unknown>): Operation[] {
     if (flag === undefined) continue;
     const value = String(flag).trim().toLowerCase();
     if (TRUE.includes(value)) ops.push(name);
-    else if (!FALSE.includes(value)) throw badRequest('normalize.invalid_flag', `${name} must be true or false`);
+    else if (!FALSE.includes(value))
+      throw badRequest('normalize.invalid_flag', `${name} must be true or false`);
   }
   if (ops.length === 0) {
-    throw badRequest('normalize.no_operations', `at least one operation is required; valid operations: ${OPERATIONS.join(', ')}`, {
-      valid_operations: OPERATIONS,
-    });
+    throw badRequest(
+      'normalize.no_operations',
+      `at least one operation is required; valid operations: ${OPERATIONS.join(', ')}`,
+      {
+        valid_operations: OPERATIONS,
+      },
+    );
   }
   return sortOperations(ops);
 }
@@ -64,9 +73,13 @@ function parseFormat(body: Record<string, unknown>): OutputFormat {
   if (raw === undefined || raw === '') return DEFAULT_OUTPUT_FORMAT;
   const format = String(raw).trim().toLowerCase();
   if (!isOutputFormat(format)) {
-    throw badRequest('normalize.unknown_format', `unknown format "${format.slice(0, 32)}"; valid formats: ${OUTPUT_FORMATS.join(', ')}`, {
-      valid_formats: OUTPUT_FORMATS,
-    });
+    throw badRequest(
+      'normalize.unknown_format',
+      `unknown format "${format.slice(0, 32)}"; valid formats: ${OUTPUT_FORMATS.join(', ')}`,
+      {
+        valid_formats: OUTPUT_FORMATS,
+      },
+    );
   }
   return format;
 }
@@ -76,8 +89,15 @@ function parseTarget(body: Record<string, unknown>, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
   const text = String(raw).trim();
   const value = Number(text);
-  if (!/^-?(\d+(\.\d*)?|\.\d+)$/.test(text) || value < TARGET_LUFS_RANGE.min || value > TARGET_LUFS_RANGE.max) {
-    throw badRequest('normalize.invalid_target', `target_lufs must be a number from ${TARGET_LUFS_RANGE.min} to ${TARGET_LUFS_RANGE.max}`);
+  if (
+    !/^-?(\d+(\.\d*)?|\.\d+)$/.test(text) ||
+    value < TARGET_LUFS_RANGE.min ||
+    value > TARGET_LUFS_RANGE.max
+  ) {
+    throw badRequest(
+      'normalize.invalid_target',
+      `target_lufs must be a number from ${TARGET_LUFS_RANGE.min} to ${TARGET_LUFS_RANGE.max}`,
+    );
   }
   return roundLufs(value);
 }

@@ -3,15 +3,31 @@
  * declared type), never from the client's file name, and always from this allow-list.
  */
 export const UPLOAD_EXTENSIONS = [
-  'mp3', 'wav', 'flac', 'ogg', 'opus', 'm4a', 'mp4', 'mov', 'mkv', 'webm',
-  'aac', 'aiff', 'amr', 'wma', 'avi', 'ts', 'bin',
+  'mp3',
+  'wav',
+  'flac',
+  'ogg',
+  'opus',
+  'm4a',
+  'mp4',
+  'mov',
+  'mkv',
+  'webm',
+  'aac',
+  'aiff',
+  'amr',
+  'wma',
+  'avi',
+  'ts',
+  'bin',
 ] as const;
 export type UploadExtension = (typeof UPLOAD_EXTENSIONS)[number];
 
 /** Bytes of the head the sniffer looks at. */
 export const SNIFF_BYTES = 4096;
 
-const ascii = (head: Buffer, start: number, end: number): string => head.subarray(start, end).toString('latin1');
+const ascii = (head: Buffer, start: number, end: number): string =>
+  head.subarray(start, end).toString('latin1');
 
 function sniffIsoBmff(head: Buffer): UploadExtension | null {
   if (ascii(head, 4, 8) !== 'ftyp') return null;

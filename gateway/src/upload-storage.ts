@@ -54,7 +54,11 @@ function meter(maxBytes: number) {
  */
 export function hashingStorage(storage: Storage, maxBytes: number): StorageEngine {
   return {
-    _handleFile(_req: Request, file: Express.Multer.File, cb: (error?: unknown, info?: Partial<ReceivedFile>) => void) {
+    _handleFile(
+      _req: Request,
+      file: Express.Multer.File,
+      cb: (error?: unknown, info?: Partial<ReceivedFile>) => void,
+    ) {
       const path = join(storage.tmp, `upload-${randomBytes(8).toString('hex')}.part`);
       const m = meter(maxBytes);
       pipeline(file.stream, m.stream, createWriteStream(path, { flags: 'wx' })).then(
@@ -87,7 +91,10 @@ async function exists(path: string): Promise<boolean> {
  * Moves a received file to `uploads/<sha256>.<ext>`. If those bytes are stored already
  * (under any extension), the new copy is dropped: one stored copy serves every job.
  */
-export async function storeUpload(storage: Storage, file: ReceivedFile): Promise<{ ext: string; path: string }> {
+export async function storeUpload(
+  storage: Storage,
+  file: ReceivedFile,
+): Promise<{ ext: string; path: string }> {
   for (const ext of UPLOAD_EXTENSIONS) {
     const path = join(storage.uploads, `${file.sha256}.${ext}`);
     if (await exists(path)) {

@@ -26,7 +26,10 @@ afterAll(async () => {
   await platform?.close();
 });
 
-async function call(url: string, init: RequestInit = {}): Promise<{ status: number; body: Record<string, any> }> {
+async function call(
+  url: string,
+  init: RequestInit = {},
+): Promise<{ status: number; body: Record<string, any> }> {
   const res = await fetch(url, init);
   return { status: res.status, body: (await res.json()) as Record<string, any> };
 }
@@ -45,7 +48,14 @@ describe('admin endpoints', () => {
     expect(none.status).toBe(401);
     expect(none.body.error.code).toBe('admin.unauthorized');
     expect((await call(stats, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
-    expect((await call(`${guarded.url}/admin/cleanup`, { method: 'POST', headers: { authorization: 'Bearer s3cret-tokenX' } })).status).toBe(401);
+    expect(
+      (
+        await call(`${guarded.url}/admin/cleanup`, {
+          method: 'POST',
+          headers: { authorization: 'Bearer s3cret-tokenX' },
+        })
+      ).status,
+    ).toBe(401);
     expect((await call(stats, { headers: { authorization: 'Bearer s3cret-token' } })).status).toBe(200);
   });
 
@@ -85,7 +95,12 @@ describe('admin endpoints', () => {
 
       const cleanup = await call(`${open.url}/admin/cleanup`, { method: 'POST' });
       expect(cleanup.status).toBe(200);
-      expect(cleanup.body).toMatchObject({ trigger: 'admin', skipped: false, removed: { download: 1, normalize: 0 }, bytes_freed: 500 });
+      expect(cleanup.body).toMatchObject({
+        trigger: 'admin',
+        skipped: false,
+        removed: { download: 1, normalize: 0 },
+        bytes_freed: 500,
+      });
 
       const { status, body } = await call(`${open.url}/admin/stats`);
       expect(status).toBe(200);
@@ -94,10 +109,15 @@ describe('admin endpoints', () => {
         awaiting_sweep: 0,
         complete: true,
       });
-      expect(body.cache).toMatchObject({ download: { hits: 1, misses: 2 }, normalize: { hits: 0, misses: 1 } });
+      expect(body.cache).toMatchObject({
+        download: { hits: 1, misses: 2 },
+        normalize: { hits: 0, misses: 1 },
+      });
       expect(body.disk.downloads).toEqual({ files: 1, bytes: 2000 });
       expect(body.last_sweep).toEqual(cleanup.body);
-      const services = (body.services as { service: string; config: Record<string, unknown> }[]).map((s) => s.service).sort();
+      const services = (body.services as { service: string; config: Record<string, unknown> }[])
+        .map((s) => s.service)
+        .sort();
       // Both gateways run in this process, so they share one instance name and one entry.
       expect(services).toEqual(['gateway', 'janitor']);
       expect(body.disagreements).toHaveLength(1);

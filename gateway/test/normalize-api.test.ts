@@ -27,12 +27,26 @@ beforeAll(async () => {
   redis = new Redis(platform.redis.url);
   nc = await connect({ servers: platform.nats.url });
   nc.subscribe('events.job.normalize.>', {
-    callback: (_err, msg) => void events.push({ subject: msg.subject, event: jobEventSchema.parse(msg.json()) }),
+    callback: (_err, msg) =>
+      void events.push({ subject: msg.subject, event: jobEventSchema.parse(msg.json()) }),
   });
   fixtures = await mkdtemp(join(tmpdir(), 'mj-norm-api-'));
   const path = join(fixtures, 'speech.mp3');
-  await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i',
-    'aevalsrc=exprs=0.05*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*4*t)):s=44100:d=3', '-ac', '2', '-c:a', 'libmp3lame', path]);
+  await run('ffmpeg', [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-y',
+    '-f',
+    'lavfi',
+    '-i',
+    'aevalsrc=exprs=0.05*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*4*t)):s=44100:d=3',
+    '-ac',
+    '2',
+    '-c:a',
+    'libmp3lame',
+    path,
+  ]);
   speech = await readFile(path);
 });
 
@@ -48,7 +62,12 @@ afterAll(async () => {
 
 type Fields = [string, string][];
 
-async function postNormalize(fields: Fields, file: Buffer | null = speech, name = 'speech.mp3', base = gateway.url) {
+async function postNormalize(
+  fields: Fields,
+  file: Buffer | null = speech,
+  name = 'speech.mp3',
+  base = gateway.url,
+) {
   const form = new FormData();
   for (const [k, v] of fields) form.append(k, v);
   if (file) form.append('file', new Blob([new Uint8Array(file)], { type: 'audio/mpeg' }), name);
@@ -61,7 +80,8 @@ async function waitForStatus(id: string, status: string, timeoutMs = 30_000): Pr
   for (;;) {
     const body = (await (await fetch(`${gateway.url}/jobs/${id}`)).json()) as Record<string, any>;
     if (body.status === status) return body;
-    if (Date.now() > deadline) throw new Error(`job ${id} is ${body.status}, not ${status}: ${JSON.stringify(body)}`);
+    if (Date.now() > deadline)
+      throw new Error(`job ${id} is ${body.status}, not ${status}: ${JSON.stringify(body)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -71,7 +91,11 @@ const uploads = () => readdir(join(platform.dataDir, 'uploads'));
 
 describe('POST /normalize', () => {
   it('when a file is posted, then it is a 202 and the job completes with a normalized file to fetch', async () => {
-    const res = await postNormalize([['operations[]', 'normalize_volume']], speech, '../../etc/evil name.mp3');
+    const res = await postNormalize(
+      [['operations[]', 'normalize_volume']],
+      speech,
+      '../../etc/evil name.mp3',
+    );
     expect(res.status).toBe(202);
     expect(res.body).toMatchObject({ kind: 'normalize', status: 'queued', cache_hit: false });
     expect(res.body.id).toMatch(/^[0-9a-f]{16}_normalize_volume-opus$/);
@@ -82,7 +106,12 @@ describe('POST /normalize', () => {
       target_lufs: -16,
     });
     const done = await waitForStatus(res.body.id, 'completed');
-    expect(done.result).toMatchObject({ file: `${res.body.id}.opus`, format: 'opus', channels: 2, sample_rate: 48000 });
+    expect(done.result).toMatchObject({
+      file: `${res.body.id}.opus`,
+      format: 'opus',
+      channels: 2,
+      sample_rate: 48000,
+    });
     expect(Math.abs(done.result.loudness.output.integrated_lufs + 16)).toBeLessThanOrEqual(1);
     const file = await fetch(`${gateway.url}/jobs/${res.body.id}/file`);
     expect(file.status).toBe(200);
@@ -95,8 +124,18 @@ describe('POST /normalize', () => {
   });
 
   it('when the same file and operations come again, then it is a 200 cache hit and one stored copy serves both jobs', async () => {
-    const first = await postNormalize([['operations[]', 'remove_noise'], ['format', 'wav']]);
-    const again = await postNormalize([['operations[]', 'remove_noise'], ['format', 'wav']], speech, 'other.mp3');
+    const first = await postNormalize([
+      ['operations[]', 'remove_noise'],
+      ['format', 'wav'],
+    ]);
+    const again = await postNormalize(
+      [
+        ['operations[]', 'remove_noise'],
+        ['format', 'wav'],
+      ],
+      speech,
+      'other.mp3',
+    );
     expect(first.status).toBe(202);
     expect(again.status).toBe(200);
     expect(again.body).toMatchObject({ id: first.body.id, cache_hit: true });
@@ -109,9 +148,22 @@ describe('POST /normalize', () => {
   });
 
   it('when the operations come in another order or as boolean fields, then the job id is the same', async () => {
-    const a = await postNormalize([['operations[]', 'convert_to_mono'], ['operations[]', 'highpass_filter'], ['format', 'flac']]);
-    const b = await postNormalize([['operations[]', 'highpass_filter'], ['operations[]', 'convert_to_mono'], ['format', 'flac']]);
-    const c = await postNormalize([['highpass_filter', 'true'], ['convert_to_mono', 'true'], ['remove_noise', 'false'], ['format', 'flac']]);
+    const a = await postNormalize([
+      ['operations[]', 'convert_to_mono'],
+      ['operations[]', 'highpass_filter'],
+      ['format', 'flac'],
+    ]);
+    const b = await postNormalize([
+      ['operations[]', 'highpass_filter'],
+      ['operations[]', 'convert_to_mono'],
+      ['format', 'flac'],
+    ]);
+    const c = await postNormalize([
+      ['highpass_filter', 'true'],
+      ['convert_to_mono', 'true'],
+      ['remove_noise', 'false'],
+      ['format', 'flac'],
+    ]);
     expect(a.body.id).toMatch(/_convert_to_mono-highpass_filter-flac$/);
     expect([b.body.id, c.body.id]).toEqual([a.body.id, a.body.id]);
     expect([a.status, b.status, c.status]).toEqual([202, 200, 200]);
@@ -119,8 +171,15 @@ describe('POST /normalize', () => {
   });
 
   it('when the format or the loudness target differs, then the job id differs', async () => {
-    const mp3 = await postNormalize([['operations[]', 'normalize_volume'], ['format', 'mp3']]);
-    const louder = await postNormalize([['operations[]', 'normalize_volume'], ['format', 'mp3'], ['target_lufs', '-14']]);
+    const mp3 = await postNormalize([
+      ['operations[]', 'normalize_volume'],
+      ['format', 'mp3'],
+    ]);
+    const louder = await postNormalize([
+      ['operations[]', 'normalize_volume'],
+      ['format', 'mp3'],
+      ['target_lufs', '-14'],
+    ]);
     expect(mp3.body.id).toMatch(/_normalize_volume-mp3$/);
     expect(louder.body.id).toMatch(/_normalize_volume-mp3-lufs_m14$/);
     expect(louder.body.request.target_lufs).toBe(-14);
@@ -129,7 +188,11 @@ describe('POST /normalize', () => {
   });
 
   it('when the file is not media, then the job is accepted and ends failed with the reason', async () => {
-    const res = await postNormalize([['operations[]', 'normalize_volume']], Buffer.from('just some text, no audio\n'.repeat(40)), 'notes.txt');
+    const res = await postNormalize(
+      [['operations[]', 'normalize_volume']],
+      Buffer.from('just some text, no audio\n'.repeat(40)),
+      'notes.txt',
+    );
     expect(res.status).toBe(202);
     expect(res.body.request.upload.ext).toBe('mp3'); // the declared type, as the bytes say nothing
     const failed = await waitForStatus(res.body.id, 'failed');
@@ -141,24 +204,46 @@ describe('POST /normalize input checks', () => {
   it.each([
     ['no operations', [['format', 'opus']], speech, 'normalize.no_operations'],
     ['an unknown operation', [['operations[]', 'make_it_pop']], speech, 'normalize.unknown_operation'],
-    ['an unknown format', [['operations[]', 'normalize_volume'], ['format', 'exe']], speech, 'normalize.unknown_format'],
-    ['a target outside -70..-5', [['operations[]', 'normalize_volume'], ['target_lufs', '3']], speech, 'normalize.invalid_target'],
+    [
+      'an unknown format',
+      [
+        ['operations[]', 'normalize_volume'],
+        ['format', 'exe'],
+      ],
+      speech,
+      'normalize.unknown_format',
+    ],
+    [
+      'a target outside -70..-5',
+      [
+        ['operations[]', 'normalize_volume'],
+        ['target_lufs', '3'],
+      ],
+      speech,
+      'normalize.invalid_target',
+    ],
     ['a flag that is not a boolean', [['remove_noise', 'maybe']], speech, 'normalize.invalid_flag'],
     ['an empty file', [['operations[]', 'normalize_volume']], Buffer.alloc(0), 'normalize.empty_file'],
     ['no file', [['operations[]', 'normalize_volume']], null, 'normalize.missing_file'],
-  ] as [string, Fields, Buffer | null, string][])('when the request has %s, then it is a 400 and nothing is kept', async (_n, fields, file, code) => {
-    const before = await uploads();
-    const res = await postNormalize(fields, file);
-    expect(res.status).toBe(400);
-    expect(res.body.error.code).toBe(code);
-    if (code.includes('operation')) {
-      expect(res.body.error.message).toContain('normalize_volume, remove_noise, convert_to_mono, highpass_filter, sample_rate_16k');
-      expect(res.body.error.details.valid_operations).toHaveLength(5);
-    }
-    if (code === 'normalize.unknown_format') expect(res.body.error.details.valid_formats).toEqual(['opus', 'mp3', 'm4a', 'wav', 'flac']);
-    expect(await tmpFiles()).toEqual([]);
-    expect(await uploads()).toEqual(before);
-  });
+  ] as [string, Fields, Buffer | null, string][])(
+    'when the request has %s, then it is a 400 and nothing is kept',
+    async (_n, fields, file, code) => {
+      const before = await uploads();
+      const res = await postNormalize(fields, file);
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe(code);
+      if (code.includes('operation')) {
+        expect(res.body.error.message).toContain(
+          'normalize_volume, remove_noise, convert_to_mono, highpass_filter, sample_rate_16k',
+        );
+        expect(res.body.error.details.valid_operations).toHaveLength(5);
+      }
+      if (code === 'normalize.unknown_format')
+        expect(res.body.error.details.valid_formats).toEqual(['opus', 'mp3', 'm4a', 'wav', 'flac']);
+      expect(await tmpFiles()).toEqual([]);
+      expect(await uploads()).toEqual(before);
+    },
+  );
 
   it('when the file is over MAX_UPLOAD_MB, then it is a 413 and no partial file is left', async () => {
     const big = Buffer.concat([speech, Buffer.alloc(200_000, 7)]);
@@ -172,7 +257,11 @@ describe('POST /normalize input checks', () => {
   });
 
   it('when the body is JSON, not multipart, then it is a 400 that says how to send the file', async () => {
-    const res = await fetch(`${gateway.url}/normalize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const res = await fetch(`${gateway.url}/normalize`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(res.status).toBe(400);
     expect(((await res.json()) as Record<string, any>).error.message).toContain('multipart/form-data');
   });

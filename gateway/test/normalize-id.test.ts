@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { AppError, normalizeJobId, normalizeRequestSchema, operationsSlug, sha256Hex, type Operation } from '@media-jobs/libs';
+import {
+  AppError,
+  normalizeJobId,
+  normalizeRequestSchema,
+  operationsSlug,
+  sha256Hex,
+  type Operation,
+} from '@media-jobs/libs';
 import { parseNormalizeForm } from '../src/upload-form.js';
 import { sniffExtension } from '../src/upload-sniff.js';
 
@@ -10,7 +17,9 @@ const slug = (operations: Operation[], format: 'opus' | 'mp3' = 'opus', targetLu
 describe('normalize job ids', () => {
   it('when operations come in any order or repeated, then the slug is the same', () => {
     expect(slug(['remove_noise', 'normalize_volume'])).toBe('normalize_volume-remove_noise-opus');
-    expect(slug(['normalize_volume', 'remove_noise', 'normalize_volume'])).toBe('normalize_volume-remove_noise-opus');
+    expect(slug(['normalize_volume', 'remove_noise', 'normalize_volume'])).toBe(
+      'normalize_volume-remove_noise-opus',
+    );
   });
 
   it('when the format or a non-default target differs, then the slug differs', () => {
@@ -25,9 +34,17 @@ describe('normalize job ids', () => {
   });
 
   it('when every operation is asked for, then the id is <16 hex>_<slug> with only safe characters', () => {
-    const all: Operation[] = ['sample_rate_16k', 'highpass_filter', 'convert_to_mono', 'remove_noise', 'normalize_volume'];
+    const all: Operation[] = [
+      'sample_rate_16k',
+      'highpass_filter',
+      'convert_to_mono',
+      'remove_noise',
+      'normalize_volume',
+    ];
     const id = normalizeJobId(SHA, slug(all, 'opus', -70));
-    expect(id).toBe(`${SHA.slice(0, 16)}_convert_to_mono-highpass_filter-normalize_volume-remove_noise-sample_rate_16k-opus-lufs_m70`);
+    expect(id).toBe(
+      `${SHA.slice(0, 16)}_convert_to_mono-highpass_filter-normalize_volume-remove_noise-sample_rate_16k-opus-lufs_m70`,
+    );
     expect(id).toMatch(/^[A-Za-z0-9_-]{1,128}$/);
   });
 
@@ -36,20 +53,40 @@ describe('normalize job ids', () => {
   });
 
   it('when a request is stored, then the schema accepts it and rejects an unsafe extension', () => {
-    const request = { upload: { sha256: SHA, ext: 'mp3', size: 10, original_name: null }, operations: ['remove_noise'], format: 'wav', target_lufs: null };
+    const request = {
+      upload: { sha256: SHA, ext: 'mp3', size: 10, original_name: null },
+      operations: ['remove_noise'],
+      format: 'wav',
+      target_lufs: null,
+    };
     expect(normalizeRequestSchema.safeParse(request).success).toBe(true);
-    expect(normalizeRequestSchema.safeParse({ ...request, upload: { ...request.upload, ext: '../x' } }).success).toBe(false);
+    expect(
+      normalizeRequestSchema.safeParse({ ...request, upload: { ...request.upload, ext: '../x' } }).success,
+    ).toBe(false);
   });
 });
 
 describe('normalize form fields', () => {
   it('when operations come as operations[], comma lists and boolean fields, then they are merged and sorted', () => {
-    const form = parseNormalizeForm({ operations: ['remove_noise', 'convert_to_mono,highpass_filter'], normalize_volume: 'true', sample_rate_16k: 'off' }, -16);
-    expect(form).toEqual({ operations: ['convert_to_mono', 'highpass_filter', 'normalize_volume', 'remove_noise'], format: 'opus', targetLufs: -16 });
+    const form = parseNormalizeForm(
+      {
+        operations: ['remove_noise', 'convert_to_mono,highpass_filter'],
+        normalize_volume: 'true',
+        sample_rate_16k: 'off',
+      },
+      -16,
+    );
+    expect(form).toEqual({
+      operations: ['convert_to_mono', 'highpass_filter', 'normalize_volume', 'remove_noise'],
+      format: 'opus',
+      targetLufs: -16,
+    });
   });
 
   it('when the format and target are given, then they are used; the target only with normalize_volume', () => {
-    expect(parseNormalizeForm({ operations: 'normalize_volume', format: 'FLAC', target_lufs: '-23.04' }, -16)).toMatchObject({ format: 'flac', targetLufs: -23 });
+    expect(
+      parseNormalizeForm({ operations: 'normalize_volume', format: 'FLAC', target_lufs: '-23.04' }, -16),
+    ).toMatchObject({ format: 'flac', targetLufs: -23 });
     expect(parseNormalizeForm({ operations: 'remove_noise', target_lufs: '-23' }, -16).targetLufs).toBeNull();
   });
 
@@ -73,7 +110,10 @@ describe('normalize form fields', () => {
 
 describe('upload sniffing', () => {
   const head = (...parts: (string | number[])[]) =>
-    Buffer.concat([...parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))), Buffer.alloc(16)]);
+    Buffer.concat([
+      ...parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))),
+      Buffer.alloc(16),
+    ]);
 
   it.each([
     ['mp3 with ID3', head('ID3'), 'mp3'],

@@ -1,4 +1,10 @@
-import { effectiveConfig, serviceConfigEvent, serviceConfigSubject, SHARED_VARIABLES, type ServiceContext } from '@media-jobs/libs';
+import {
+  effectiveConfig,
+  serviceConfigEvent,
+  serviceConfigSubject,
+  SHARED_VARIABLES,
+  type ServiceContext,
+} from '@media-jobs/libs';
 
 /**
  * Watches every service's config announcements and warns when another instance runs with a

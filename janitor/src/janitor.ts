@@ -39,7 +39,14 @@ export interface Janitor {
   stop(): Promise<void>;
 }
 
-const DEFAULTS = { batchSize: 1000, fileBatchSize: 2000, lockTtlMs: 30_000, lockWaitMs: 20_000, hooks: {}, now: Date.now } satisfies Required<JanitorOptions>;
+const DEFAULTS = {
+  batchSize: 1000,
+  fileBatchSize: 3000,
+  lockTtlMs: 30_000,
+  lockWaitMs: 20_000,
+  hooks: {},
+  now: Date.now,
+} satisfies Required<JanitorOptions>;
 
 /**
  * The janitor service: a sweep at start and every `CLEANUP_INTERVAL_MINUTES`, on demand over
@@ -55,7 +62,9 @@ export async function startJanitor(
   const stopAnnouncer = startConfigAnnouncer(ctx);
   const configSub = watchConfig(ctx);
   const cleanupSub = serveCleanup(ctx, sweeper);
-  await sweeper.run('startup').catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'Start-up sweep failed'));
+  await sweeper
+    .run('startup')
+    .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'Start-up sweep failed'));
   sweeper.schedule();
   logger.info({ instance: ctx.instance }, 'Janitor started');
 
@@ -84,7 +93,10 @@ function serveCleanup(ctx: ServiceContext, sweeper: Sweeper): ReturnType<Service
       if (err) return;
       sweeper.run('admin').then(
         (summary) => msg.respond(JSON.stringify({ ok: true, summary })),
-        (e: unknown) => msg.respond(JSON.stringify({ ok: false, error: { code: 'janitor.sweep_failed', message: errorMessage(e) } })),
+        (e: unknown) =>
+          msg.respond(
+            JSON.stringify({ ok: false, error: { code: 'janitor.sweep_failed', message: errorMessage(e) } }),
+          ),
       );
     },
   });
@@ -127,13 +139,16 @@ class Sweeper {
 
   private async sweep(trigger: SweepTrigger): Promise<SweepSummary> {
     const lock = new RedisLock(this.ctx.redis, SWEEP_LOCK_KEY, this.options.lockTtlMs);
-    const started = Date.now();
-    const now = this.options.now();
     if (!(await this.acquire(lock, trigger === 'admin' ? this.options.lockWaitMs : 0))) {
       this.ctx.logger.info({ trigger }, 'Cleanup skipped: another janitor is sweeping');
-      return this.summary(trigger, started, emptyTotals(), true);
+      return this.summary(trigger, Date.now(), emptyTotals(), true);
     }
-    const keepAlive = setInterval(() => void lock.extend().catch(() => undefined), Math.max(100, this.options.lockTtlMs / 3));
+    const started = Date.now();
+    const now = this.options.now();
+    const keepAlive = setInterval(
+      () => void lock.extend().catch(() => undefined),
+      Math.max(100, this.options.lockTtlMs / 3),
+    );
     try {
       const totals = emptyTotals();
       const sweepCtx = this.sweepContext(lock);
@@ -173,9 +188,18 @@ class Sweeper {
     };
   }
 
-  private summary(trigger: SweepTrigger, started: number, totals: ReturnType<typeof emptyTotals>, skipped: boolean): SweepSummary {
+  private summary(
+    trigger: SweepTrigger,
+    started: number,
+    totals: ReturnType<typeof emptyTotals>,
+    skipped: boolean,
+  ): SweepSummary {
     // A timed sweep is followed by the next one an interval after it ends; an admin sweep leaves the timer as it is.
-    const next = this.stopping ? null : trigger === 'admin' ? this.nextRunAt : Date.now() + this.ctx.config.cleanupIntervalMs;
+    const next = this.stopping
+      ? null
+      : trigger === 'admin'
+        ? this.nextRunAt
+        : Date.now() + this.ctx.config.cleanupIntervalMs;
     return {
       trigger,
       instance: this.ctx.instance,
@@ -191,6 +215,9 @@ class Sweeper {
     const { redis, events, logger, config } = this.ctx;
     await redis.set(LAST_SWEEP_KEY, JSON.stringify(summary));
     events.publish(JANITOR_SUBJECTS.sweep, sweepEvent(summary));
-    logger.info({ ...summary.removed, bytes_freed: summary.bytes_freed, trigger: summary.trigger }, sweepLine(summary, config.cleanupIntervalMinutes));
+    logger.info(
+      { ...summary.removed, bytes_freed: summary.bytes_freed, trigger: summary.trigger },
+      sweepLine(summary, config.cleanupIntervalMinutes),
+    );
   }
 }

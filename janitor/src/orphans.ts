@@ -1,3 +1,4 @@
+import { lstatSync } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -52,7 +53,8 @@ function folders(ctx: SweepContext): Folder[] {
     const id = resultIdOf(name);
     return id === null ? null : jobKey(kind, id);
   };
-  const upload = (name: string) => (/^[0-9a-f]{64}\.[^.]+$/.test(name) ? uploadRefsKey(name.slice(0, 16)) : null);
+  const upload = (name: string) =>
+    /^[0-9a-f]{64}\.[^.]+$/.test(name) ? uploadRefsKey(name.slice(0, 16)) : null;
   return [
     { dir: ctx.storage.downloads, ownerOf: result('download'), kind: 'download', checkIndex: true },
     { dir: ctx.storage.normalized, ownerOf: result('normalize'), kind: 'normalize', checkIndex: true },
@@ -79,31 +81,60 @@ async function modifiedBefore(path: string, cutoff: number): Promise<boolean> {
   }
 }
 
-async function orphanChunk(ctx: SweepContext, folder: Folder, names: string[], cutoff: number, token: string, totals: SweepTotals) {
+function modifiedBeforeSync(path: string, cutoff: number): boolean {
+  try {
+    return lstatSync(path).mtimeMs < cutoff;
+  } catch {
+    return false;
+  }
+}
+
+async function orphanChunk(
+  ctx: SweepContext,
+  folder: Folder,
+  names: string[],
+  cutoff: number,
+  token: string,
+  totals: SweepTotals,
+) {
+  // Age first: a live job's files are younger than the TTL, so Redis is asked about old files only.
+  const old = names.filter((n) => modifiedBeforeSync(join(folder.dir, n), cutoff));
   const owners = new Map<string, string[]>();
   const stray: string[] = [];
-  for (const name of names) {
+  for (const name of old) {
     const owner = folder.ownerOf(name);
     if (owner === null) stray.push(name);
     else owners.set(owner, [...(owners.get(owner) ?? []), name]);
   }
   const keys = [...owners.keys()];
   const args = [token, TOMBSTONE_TTL_MS, TOMBSTONE_PREFIX, folder.checkIndex ? '1' : '0'];
-  const flags = keys.length > 0 ? ((await ctx.redis.eval(CLAIM_ORPHANS, keys.length + 1, EXPIRY_INDEX, ...keys, ...args)) as number[]) : [];
+  const flags =
+    keys.length > 0
+      ? ((await ctx.redis.eval(CLAIM_ORPHANS, keys.length + 1, EXPIRY_INDEX, ...keys, ...args)) as number[])
+      : [];
   const claimed = keys.filter((_, i) => flags[i] === 1);
   try {
-    const candidates = new Map<string, string[]>(claimed.map((k) => [k, (owners.get(k) ?? []).map((n) => join(folder.dir, n))]));
+    const candidates = new Map<string, string[]>(
+      claimed.map((k) => [k, (owners.get(k) ?? []).map((n) => join(folder.dir, n))]),
+    );
     // A stray name maps to no key, so no job can own it: only its age decides.
     for (const name of stray) candidates.set(`stray:${name}`, [join(folder.dir, name)]);
-    const old = new Map<string, string[]>();
+    // Checked again under the tombstone: a file replaced meanwhile is a new job's.
+    const aged = new Map<string, string[]>();
     for (const [owner, paths] of candidates) {
-      const aged = (await mapLimit(paths, 32, async (p) => ((await modifiedBefore(p, cutoff)) ? p : null))).filter((p) => p !== null);
-      if (aged.length > 0) old.set(owner, aged);
+      const still = (
+        await mapLimit(paths, 32, async (p) => ((await modifiedBefore(p, cutoff)) ? p : null))
+      ).filter((p) => p !== null);
+      if (still.length > 0) aged.set(owner, still);
     }
-    const removed = await removeGrouped(ctx.storage.root, old);
+    const removed = await removeGrouped(ctx.storage.root, aged);
     for (const [owner, r] of removed) reportOrphan(ctx, folder, owner, r, totals);
   } finally {
-    await releaseManyIfOwner(ctx.redis, claimed.map((k) => TOMBSTONE_PREFIX + k), token);
+    await releaseManyIfOwner(
+      ctx.redis,
+      claimed.map((k) => TOMBSTONE_PREFIX + k),
+      token,
+    );
   }
 }
 
@@ -115,8 +146,14 @@ function reportOrphan(
   totals: SweepTotals,
 ): void {
   const isJob = folder.kind !== null && !owner.startsWith('stray:');
-  const jobId = isJob ? owner.slice(owner.indexOf(':') + 1) : (removed.files[0]?.split('/').pop()?.split('.')[0] ?? owner);
-  publishRemoved(ctx, { job_id: jobId, kind: isJob ? folder.kind : null, key: isJob ? owner : null, ...removed }, totals);
+  const jobId = isJob
+    ? owner.slice(owner.indexOf(':') + 1)
+    : (removed.files[0]?.split('/').pop()?.split('.')[0] ?? owner);
+  publishRemoved(
+    ctx,
+    { job_id: jobId, kind: isJob ? folder.kind : null, key: isJob ? owner : null, ...removed },
+    totals,
+  );
 }
 
 function publishRemoved(
@@ -128,7 +165,12 @@ function publishRemoved(
   totals.files_removed += body.files.length;
   totals.bytes_freed += body.bytes;
   const { bytes, ...rest } = body;
-  ctx.events.publish(JANITOR_SUBJECTS.removed, { type: 'removed', ...rest, bytes_freed: bytes, reason: 'orphan' });
+  ctx.events.publish(JANITOR_SUBJECTS.removed, {
+    type: 'removed',
+    ...rest,
+    bytes_freed: bytes,
+    reason: 'orphan',
+  });
   ctx.logger.debug({ job_id: body.job_id, files: body.files, bytes }, 'Removed orphan files');
 }
 

@@ -1,5 +1,6 @@
 import {
   EXPIRY_INDEX,
+  JANITOR_SUBJECTS,
   TOMBSTONE_TTL_MS,
   lockToken,
   parseJobKey,
@@ -15,7 +16,6 @@ import {
   type Redis,
   type Storage,
 } from '@media-jobs/libs';
-import { JANITOR_SUBJECTS } from '@media-jobs/libs';
 import { filesOwnedBy, removeGrouped, resultIdOf } from './files.js';
 
 /**
@@ -133,45 +133,100 @@ export async function sweepExpired(ctx: SweepContext, nowMs: number, totals: Swe
   const token = lockToken();
   const nowIso = new Date(nowMs).toISOString();
   // Files are located by streaming each folder once per `fileBatchSize` claimed keys, so
-  // claims accumulate first. Claimed keys keep their index entry until their files are gone:
-  // the read offset skips them, and the entries left in place (stuck or unfinished).
+  // claims accumulate first. While one file batch is deleted, the next one is claimed: Redis
+  // works while this process unlinks. Claimed keys keep their index entry until `finish`, which
+  // runs only here between reads, so the read offset (claimed, stuck or unfinished entries)
+  // never shifts under a read.
   let offset = 0;
   let pending: string[] = [];
+  let firstClaimAt = 0;
+  let deleting: Promise<Deletion> | null = null;
+  const settle = async () => {
+    const done = deleting;
+    deleting = null;
+    if (done) offset -= await finish(ctx, await done, nowMs, token, totals);
+  };
+  const startDeleting = async () => {
+    await settle();
+    deleting = deleteClaimed(ctx, pending, firstClaimAt, token);
+    // Awaited by the next settle; this only keeps a failure from counting as unhandled meanwhile.
+    deleting.catch(() => undefined);
+    pending = [];
+  };
   while (ctx.stillOwner()) {
     const keys = await ctx.redis.zrangebyscore(EXPIRY_INDEX, '-inf', nowMs, 'LIMIT', offset, ctx.batchSize);
     if (keys.length > 0) {
       await ctx.hooks.afterRead?.(keys);
       const args = [nowMs, nowIso, token, TOMBSTONE_TTL_MS, TOMBSTONE_PREFIX];
-      const states = (await ctx.redis.eval(CLAIM_EXPIRED, keys.length + 1, EXPIRY_INDEX, ...keys, ...args)) as number[];
+      const keyArgs = [EXPIRY_INDEX, ...keys];
+      const states = (await ctx.redis.eval(CLAIM_EXPIRED, keyArgs.length, ...keyArgs, ...args)) as number[];
       const claimed = pick(keys, states, 1);
+      if (pending.length === 0) firstClaimAt = performance.now();
       pending.push(...claimed);
       offset += claimed.length + pick(keys, states, 2).length;
     }
-    const last = keys.length < ctx.batchSize;
-    if (pending.length >= ctx.fileBatchSize || (last && pending.length > 0)) {
-      offset -= await removeClaimed(ctx, pending, nowMs, token, totals);
-      pending = [];
-    }
-    if (last) return;
+    if (pending.length >= ctx.fileBatchSize) await startDeleting();
+    if (keys.length < ctx.batchSize) break;
   }
-  // Lock lost or stopping: finish what this sweep claimed (under tombstones still its own).
-  if (pending.length > 0) await removeClaimed(ctx, pending, nowMs, token, totals);
+  // Done, lock lost or stopping: finish what this sweep claimed (under tombstones still its own).
+  if (pending.length > 0) await startDeleting();
+  await settle();
 }
 
-/** Files, index entries and tombstones of claimed keys; returns how many were finished. */
-async function removeClaimed(ctx: SweepContext, claimed: string[], nowMs: number, token: string, totals: SweepTotals): Promise<number> {
+interface Deletion {
+  held: string[];
+  removed: Map<string, { files: string[]; bytes: number }>;
+}
+
+/**
+ * A tombstone set this long ago is surely still ours (it lives `TOMBSTONE_TTL_MS`, and the
+ * sweep lock, which another janitor needs to override it, lives half that): no need to ask.
+ */
+const SURELY_HELD_MS = 10_000;
+
+/** Deletes the files of claimed keys whose tombstones are still ours; leaves the index alone. */
+async function deleteClaimed(
+  ctx: SweepContext,
+  claimed: string[],
+  claimedAt: number,
+  token: string,
+): Promise<Deletion> {
   const { redis, storage } = ctx;
   await ctx.hooks.afterClaim?.(claimed);
-  // A stalled janitor may have lost a tombstone to its expiry: delete files only under live ones.
-  const tombstones = claimed.map((k) => TOMBSTONE_PREFIX + k);
-  const heldFlags = (await redis.eval(REFRESH, tombstones.length, ...tombstones, token, TOMBSTONE_TTL_MS)) as number[];
-  const held = pick(claimed, heldFlags, 1);
+  // A stalled janitor may have lost tombstones to their expiry: then delete files only under
+  // those still ours (and extend them).
+  let held = claimed;
+  if (performance.now() - claimedAt > SURELY_HELD_MS) {
+    const tombstones = claimed.map((k) => TOMBSTONE_PREFIX + k);
+    const flags = (await redis.eval(
+      REFRESH,
+      tombstones.length,
+      ...tombstones,
+      token,
+      TOMBSTONE_TTL_MS,
+    )) as number[];
+    held = pick(claimed, flags, 1);
+  }
   const { paths, uploads } = await locateFiles(ctx, held, token);
   await ctx.hooks.beforeDelete?.(held);
   const removed = await removeGrouped(storage.root, paths);
   await releaseManyIfOwner(redis, [...uploads].map(uploadSweepingKey), token);
   await ctx.hooks.afterFiles?.(held);
-  const finished = (await redis.eval(FINISH, held.length + 1, EXPIRY_INDEX, ...held, token, nowMs, TOMBSTONE_PREFIX)) as number[];
+  return { held, removed };
+}
+
+/** Removes index entries and tombstones of deleted keys and reports them; returns how many were finished. */
+async function finish(
+  ctx: SweepContext,
+  deletion: Deletion,
+  nowMs: number,
+  token: string,
+  totals: SweepTotals,
+) {
+  const { held, removed } = deletion;
+  const keyArgs = [EXPIRY_INDEX, ...held];
+  const args = [token, nowMs, TOMBSTONE_PREFIX];
+  const finished = (await ctx.redis.eval(FINISH, keyArgs.length, ...keyArgs, ...args)) as number[];
   for (const key of held) report(ctx, key, removed.get(key) ?? { files: [], bytes: 0 }, totals);
   return finished.filter((f) => f === 1).length;
 }
@@ -193,7 +248,9 @@ async function locateFiles(
   const normalizeIds = [...ids.normalize.keys()];
   const lastUse = await releaseUploadRefs(ctx.redis, normalizeIds, token);
   const uploadOwner = new Map<string, string>();
-  normalizeIds.forEach((id, i) => lastUse[i] && uploadOwner.set(uploadHashOf(id), ids.normalize.get(id) as string));
+  normalizeIds.forEach(
+    (id, i) => lastUse[i] && uploadOwner.set(uploadHashOf(id), ids.normalize.get(id) as string),
+  );
   const [downloads, normalized, uploads] = await Promise.all([
     filesOwnedBy(ctx.storage.downloads, new Set(ids.download.keys()), resultIdOf),
     filesOwnedBy(ctx.storage.normalized, new Set(ids.normalize.keys()), resultIdOf),
@@ -209,7 +266,12 @@ async function locateFiles(
   return { paths, uploads: new Set(uploadOwner.keys()) };
 }
 
-function report(ctx: SweepContext, key: string, removed: { files: string[]; bytes: number }, totals: SweepTotals): void {
+function report(
+  ctx: SweepContext,
+  key: string,
+  removed: { files: string[]; bytes: number },
+  totals: SweepTotals,
+): void {
   const parsed = parseJobKey(key);
   if (parsed) totals.removed[parsed.kind] += 1;
   totals.files_removed += removed.files.length;
@@ -226,6 +288,9 @@ function report(ctx: SweepContext, key: string, removed: { files: string[]; byte
   ctx.events.publish(JANITOR_SUBJECTS.removed, event);
   // Thousands of jobs per sweep: skip building the log object when debug is off.
   if (ctx.logger.isLevelEnabled('debug')) {
-    ctx.logger.debug({ job_id: event.job_id, kind: event.kind, files: removed.files, bytes: removed.bytes }, 'Removed expired job');
+    ctx.logger.debug(
+      { job_id: event.job_id, kind: event.kind, files: removed.files, bytes: removed.bytes },
+      'Removed expired job',
+    );
   }
 }

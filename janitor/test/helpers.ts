@@ -18,7 +18,10 @@ import {
 export const HOUR = 3_600_000;
 
 /** A pino logger whose JSON lines the test can read. */
-export function captureLogger(level = 'debug'): { logger: Logger; lines: () => { level: string; msg: string }[] } {
+export function captureLogger(level = 'debug'): {
+  logger: Logger;
+  lines: () => { level: string; msg: string }[];
+} {
   const out: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -74,7 +77,10 @@ export function storageOf(config: Config): Storage {
 }
 
 /** Collects the JSON payloads published on a subject (core subscription). */
-export async function collect(config: Config, subject: string): Promise<{ nc: NatsConnection; events: unknown[] }> {
+export async function collect(
+  config: Config,
+  subject: string,
+): Promise<{ nc: NatsConnection; events: unknown[] }> {
   const nc = await connectNats(config, 'test-collector');
   const events: unknown[] = [];
   nc.subscribe(subject, { callback: (_err, msg) => void events.push(msg.json()) });

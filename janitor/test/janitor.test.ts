@@ -1,11 +1,16 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import {
   EVENTS_STREAM,
+  EXPIRY_INDEX,
   JANITOR_SUBJECTS,
+  JobStore,
   connectNats,
   createRedis,
   listServiceConfigs,
+  loadConfig,
   serviceConfigSubject,
   envelope,
   type NatsConnection,
@@ -13,7 +18,7 @@ import {
 } from '@media-jobs/libs';
 import { spawnService, startPlatform, type Platform } from '@media-jobs/libs/testing';
 import { startJanitor } from '../src/janitor.js';
-import { HOUR, captureLogger, waitUntil } from './helpers.js';
+import { HOUR, captureLogger, waitUntil, writeData } from './helpers.js';
 
 let platform: Platform;
 let nc: NatsConnection;
@@ -32,38 +37,87 @@ afterAll(async () => {
 
 describe('janitor service', () => {
   it('when the janitor process starts, then it logs its TTL and first sweep and answers janitor.cleanup', async () => {
-    const proc = spawnService('janitor', platform.env({ LOG_LEVEL: 'info', CACHE_TTL_HOURS: '2', CLEANUP_INTERVAL_MINUTES: '15' }));
+    const proc = spawnService(
+      'janitor',
+      platform.env({ LOG_LEVEL: 'info', CACHE_TTL_HOURS: '2', CLEANUP_INTERVAL_MINUTES: '15' }),
+    );
     try {
       await proc.waitFor(/Cache TTL: 2h, Cleanup: 15min/);
-      await proc.waitFor(/Cleanup: removed 0 jobs \(0 download, 0 normalize\), freed 0 B in \d+ ms; next in 15min/);
+      await proc.waitFor(
+        /Cleanup: removed 0 jobs \(0 download, 0 normalize\), freed 0 B in \d+ ms; next in 15min/,
+      );
       await proc.waitFor(/Janitor started/);
       const reply = await nc.request(JANITOR_SUBJECTS.cleanupRequest, '{}', { timeout: 10_000 });
-      expect(reply.json()).toMatchObject({ ok: true, summary: { trigger: 'admin', skipped: false, removed: { download: 0 } } });
-    } finally {
+      expect(reply.json()).toMatchObject({
+        ok: true,
+        summary: { trigger: 'admin', skipped: false, removed: { download: 0 } },
+      });
       expect(await proc.stop()).toBe(0);
+    } finally {
+      await proc.stop();
+    }
+  });
+
+  it('when CACHE_TTL_HOURS is short, then Redis expires the record first and the next interval sweep still removes the file', async () => {
+    const env = platform.env({
+      LOG_LEVEL: 'info',
+      CACHE_TTL_HOURS: '0.0005',
+      CLEANUP_INTERVAL_MINUTES: '0.02',
+    });
+    const config = loadConfig(env);
+    const proc = spawnService('janitor', env);
+    try {
+      await proc.waitFor(/Janitor started/);
+      const store = new JobStore({ redis, ttlMs: config.cacheTtlMs });
+      await store.claim('download', 'short_best', {});
+      const file = await writeData(join(config.dataDir, 'downloads', 'short_best.mp4'), 321);
+      await waitUntil(async () => (await redis.exists('job:short_best')) === 0, 5000);
+      expect(existsSync(file)).toBe(true);
+      await proc.waitFor(
+        /Cleanup: removed 1 job \(1 download, 0 normalize\), freed 321 B in \d+ ms; next in 1\.2s/,
+        10_000,
+      );
+      expect(existsSync(file)).toBe(false);
+      expect(await redis.zscore(EXPIRY_INDEX, 'job:short_best')).toBeNull();
+      expect(await proc.stop()).toBe(0);
+    } finally {
+      await proc.stop();
     }
   });
 
   it('when another service announces a different TTL or interval, then the janitor warns once and lists itself in the services registry', async () => {
     const log = captureLogger('info');
-    const janitor = await startJanitor(platform.config({ CACHE_TTL_HOURS: '24', CLEANUP_INTERVAL_MINUTES: '30' }), log.logger);
+    const janitor = await startJanitor(
+      platform.config({ CACHE_TTL_HOURS: '24', CLEANUP_INTERVAL_MINUTES: '30' }),
+      log.logger,
+    );
     try {
       const announce = (ttl: number) =>
         nc.publish(
           serviceConfigSubject('gateway'),
           JSON.stringify(
-            envelope({ type: 'config', service: 'gateway', instance: 'gw-1', config: { CACHE_TTL_HOURS: ttl, CLEANUP_INTERVAL_MINUTES: 30 } }),
+            envelope({
+              type: 'config',
+              service: 'gateway',
+              instance: 'gw-1',
+              config: { CACHE_TTL_HOURS: ttl, CLEANUP_INTERVAL_MINUTES: 30 },
+            }),
           ),
         );
       announce(24);
       announce(1);
       announce(1);
-      const warnings = () => log.lines().filter((l) => l.level === 'warn' && l.msg.startsWith('Config disagreement'));
+      const warnings = () =>
+        log.lines().filter((l) => l.level === 'warn' && l.msg.startsWith('Config disagreement'));
       await waitUntil(() => warnings().length > 0);
       await nc.flush();
       await new Promise((r) => setTimeout(r, 200));
-      expect(warnings().map((l) => l.msg)).toEqual(['Config disagreement: gateway (gw-1) runs with CACHE_TTL_HOURS=1, this janitor with 24']);
-      await waitUntil(async () => (await listServiceConfigs(redis)).some((s) => s.instance === janitor.instance));
+      expect(warnings().map((l) => l.msg)).toEqual([
+        'Config disagreement: gateway (gw-1) runs with CACHE_TTL_HOURS=1, this janitor with 24',
+      ]);
+      await waitUntil(async () =>
+        (await listServiceConfigs(redis)).some((s) => s.instance === janitor.instance),
+      );
     } finally {
       await janitor.stop();
     }
@@ -72,11 +126,24 @@ describe('janitor service', () => {
   it('when the janitor restarts with a new TTL, then the EVENTS stream max_age follows it', async () => {
     const jsm = await jetstreamManager(nc);
     const maxAgeHours = async () => (await jsm.streams.info(EVENTS_STREAM)).config.max_age / 1e6 / HOUR;
-    const first = await startJanitor(platform.config({ CACHE_TTL_HOURS: '3' }), captureLogger('silent').logger);
+    const first = await startJanitor(
+      platform.config({ CACHE_TTL_HOURS: '3' }),
+      captureLogger('silent').logger,
+    );
     await first.stop();
     expect(await maxAgeHours()).toBe(3);
-    const second = await startJanitor(platform.config({ CACHE_TTL_HOURS: '0.5' }), captureLogger('silent').logger);
+    const second = await startJanitor(
+      platform.config({ CACHE_TTL_HOURS: '0.5' }),
+      captureLogger('silent').logger,
+    );
     await second.stop();
     expect(await maxAgeHours()).toBe(0.5);
+    // Under the default 2-minute duplicate window: the stream must accept this too.
+    const third = await startJanitor(
+      platform.config({ CACHE_TTL_HOURS: '0.0005' }),
+      captureLogger('silent').logger,
+    );
+    await third.stop();
+    expect((await jsm.streams.info(EVENTS_STREAM)).config.max_age).toBe(1800 * 1e6);
   });
 });

@@ -2,7 +2,16 @@ import { existsSync } from 'node:fs';
 import { mkdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JobStore, createRedis, janitorRemovedEvent, retainUpload, type Config, type NatsConnection, type Redis, type Storage } from '@media-jobs/libs';
+import {
+  JobStore,
+  createRedis,
+  janitorRemovedEvent,
+  retainUpload,
+  type Config,
+  type NatsConnection,
+  type Redis,
+  type Storage,
+} from '@media-jobs/libs';
 import { startPlatform, type Platform } from '@media-jobs/libs/testing';
 import { startJanitor, type Janitor } from '../src/janitor.js';
 import { HOUR, captureLogger, collect, normalizeIdFor, storageOf, waitUntil, writeData } from './helpers.js';
@@ -17,7 +26,11 @@ let events: { nc: NatsConnection; events: unknown[] };
 beforeAll(async () => {
   platform = await startPlatform();
   // TTL 1 h; jobs may run up to 2 h, so tmp/ entries go after 2 h.
-  config = platform.config({ CACHE_TTL_HOURS: '1', DOWNLOAD_TIMEOUT_SECONDS: '7200', NORMALIZE_TIMEOUT_SECONDS: '600' });
+  config = platform.config({
+    CACHE_TTL_HOURS: '1',
+    DOWNLOAD_TIMEOUT_SECONDS: '7200',
+    NORMALIZE_TIMEOUT_SECONDS: '600',
+  });
   redis = createRedis(config);
   storage = storageOf(config);
   janitor = await startJanitor(config, captureLogger('info').logger);
@@ -51,14 +64,27 @@ describe('orphan pass', () => {
       await writeData(join(storage.uploads, `${used.sha256}.wav`), 10, 2 * HOUR),
     ];
     const summary = await janitor.sweepNow('admin');
-    expect(summary).toMatchObject({ removed: { download: 0, normalize: 0, orphan: 4 }, files_removed: 4, bytes_freed: 1000 });
+    expect(summary).toMatchObject({
+      removed: { download: 0, normalize: 0, orphan: 4 },
+      files_removed: 4,
+      bytes_freed: 1000,
+    });
     expect(gone.filter((f) => existsSync(f))).toEqual([]);
     expect(kept.filter((f) => !existsSync(f))).toEqual([]);
     await waitUntil(() => events.events.length >= 4);
     const removed = events.events.map((e) => janitorRemovedEvent.parse(e));
     expect(removed.every((e) => e.reason === 'orphan')).toBe(true);
-    expect(removed.find((e) => e.job_id === 'lost_best')).toMatchObject({ kind: 'download', key: 'job:lost_best', files: ['downloads/lost_best.mp4'], bytes_freed: 100 });
-    expect(removed.find((e) => e.files[0] === `uploads/${lost.sha256}.wav`)).toMatchObject({ kind: null, key: null, bytes_freed: 300 });
+    expect(removed.find((e) => e.job_id === 'lost_best')).toMatchObject({
+      kind: 'download',
+      key: 'job:lost_best',
+      files: ['downloads/lost_best.mp4'],
+      bytes_freed: 100,
+    });
+    expect(removed.find((e) => e.files[0] === `uploads/${lost.sha256}.wav`)).toMatchObject({
+      kind: null,
+      key: null,
+      bytes_freed: 300,
+    });
     expect(await redis.keys('sweeping:*')).toEqual([]);
   });
 

@@ -47,10 +47,16 @@ beforeEach(() => {
 });
 
 /** Seeds a job that Redis expires at once, as if its TTL had passed. */
-async function expiredJob(kind: 'download' | 'normalize', id: string, opts: { sha256?: string } = {}): Promise<string[]> {
+async function expiredJob(
+  kind: 'download' | 'normalize',
+  id: string,
+  opts: { sha256?: string } = {},
+): Promise<string[]> {
   const short = new JobStore({ redis, ttlMs: 50 });
   const files = await seedJob(short, redis, storage, kind, id, opts);
-  await waitUntil(async () => (await redis.exists(kind === 'download' ? `job:${id}` : `audio_job:${id}`)) === 0);
+  await waitUntil(
+    async () => (await redis.exists(kind === 'download' ? `job:${id}` : `audio_job:${id}`)) === 0,
+  );
   return files;
 }
 

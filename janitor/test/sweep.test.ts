@@ -47,7 +47,8 @@ beforeEach(async () => {
 });
 
 /** A store whose jobs expire `offsetMs` later than real ones. */
-const storeAt = (offsetMs: number) => new JobStore({ redis, ttlMs: config.cacheTtlMs, now: () => Date.now() + offsetMs });
+const storeAt = (offsetMs: number) =>
+  new JobStore({ redis, ttlMs: config.cacheTtlMs, now: () => Date.now() + offsetMs });
 
 describe('expiry sweep', () => {
   it('when jobs expired, then their records, index entries and files go and live jobs keep theirs', async () => {
@@ -55,17 +56,50 @@ describe('expiry sweep', () => {
     const live = storeAt(1.5 * HOUR);
     const oldFiles = [
       ...(await seedJob(expired, redis, storage, 'download', 'exp1_best')),
-      ...(await seedJob(expired, redis, storage, 'normalize', normalizeIdFor('a', 'mono').id, { sha256: normalizeIdFor('a', 'mono').sha256 })),
+      ...(await seedJob(expired, redis, storage, 'normalize', normalizeIdFor('a', 'mono').id, {
+        sha256: normalizeIdFor('a', 'mono').sha256,
+      })),
     ];
     const liveFiles = await seedJob(live, redis, storage, 'download', 'live1_best');
     shift = 2 * HOUR;
     const summary = await janitor.sweepNow('admin');
-    expect(summary).toMatchObject({ skipped: false, removed: { download: 1, normalize: 1, orphan: 0 }, files_removed: 3, bytes_freed: 3000 });
+    expect(summary).toMatchObject({
+      skipped: false,
+      removed: { download: 1, normalize: 1, orphan: 0 },
+      files_removed: 3,
+      bytes_freed: 3000,
+    });
     for (const f of oldFiles) expect(existsSync(f)).toBe(false);
     for (const f of liveFiles) expect(existsSync(f)).toBe(true);
     expect(await redis.exists('job:exp1_best', `audio_job:${normalizeIdFor('a', 'mono').id}`)).toBe(0);
     expect(await redis.zrange(EXPIRY_INDEX, '0', '-1')).toEqual(['job:live1_best']);
     expect(await redis.keys('sweeping:*')).toEqual([]);
+  });
+
+  it('when more jobs expired than one batch holds, then every batch is swept and live jobs stay', async () => {
+    const small = await startJanitor(config, captureLogger('info').logger, {
+      batchSize: 3,
+      fileBatchSize: 5,
+      now: () => Date.now() + 2 * HOUR,
+    });
+    try {
+      const expired: string[] = [];
+      for (let i = 0; i < 23; i++) {
+        const kind = i % 4 === 0 ? 'normalize' : 'download';
+        const id = kind === 'download' ? `many${i}_best` : normalizeIdFor(`many${i}`, 'mono').id;
+        const sha256 = kind === 'normalize' ? normalizeIdFor(`many${i}`, 'mono').sha256 : undefined;
+        expired.push(...(await seedJob(storeAt(0), redis, storage, kind, id, sha256 ? { sha256 } : {})));
+      }
+      const live = await seedJob(storeAt(3 * HOUR), redis, storage, 'download', 'manylive_best');
+      const summary = await small.sweepNow('admin');
+      expect(summary.removed.download + summary.removed.normalize).toBeGreaterThanOrEqual(23);
+      expect(expired.filter((f) => existsSync(f))).toEqual([]);
+      expect(live.filter((f) => !existsSync(f))).toEqual([]);
+      expect(await redis.zcount(EXPIRY_INDEX, '-inf', Date.now() + 2 * HOUR)).toBe(0);
+      expect(await redis.keys('sweeping:*')).toEqual([]);
+    } finally {
+      await small.stop();
+    }
   });
 
   it('when Redis expired the records before the sweep, then their files are still removed', async () => {
@@ -92,11 +126,17 @@ describe('expiry sweep', () => {
   it('when an upload serves several normalize jobs, then it goes only with the last of them', async () => {
     const first = normalizeIdFor('shared', 'mono');
     const second = normalizeIdFor('shared', 'mono-sample_rate_16k');
-    const [firstOut, upload] = await seedJob(storeAt(0), redis, storage, 'normalize', first.id, { sha256: first.sha256 });
+    const [firstOut, upload] = await seedJob(storeAt(0), redis, storage, 'normalize', first.id, {
+      sha256: first.sha256,
+    });
     const [secondOut] = await seedJob(storeAt(3 * HOUR), redis, storage, 'normalize', second.id);
     shift = 2 * HOUR;
     expect((await janitor.sweepNow('admin')).removed.normalize).toBe(1);
-    expect([existsSync(firstOut as string), existsSync(upload as string), existsSync(secondOut as string)]).toEqual([false, true, true]);
+    expect([
+      existsSync(firstOut as string),
+      existsSync(upload as string),
+      existsSync(secondOut as string),
+    ]).toEqual([false, true, true]);
     expect(await redis.smembers(uploadRefsKey(first.id.slice(0, 16)))).toEqual([`audio_job:${second.id}`]);
     shift = 5 * HOUR;
     expect((await janitor.sweepNow('admin')).removed.normalize).toBe(1);
@@ -122,8 +162,15 @@ describe('expiry sweep', () => {
       bytes_freed: 2048,
       reason: 'expired',
     });
-    const sweep = janitorSweepEvent.parse(events.events.filter((e) => (e as { type: string }).type === 'sweep').pop());
-    expect(sweep).toMatchObject({ trigger: 'admin', removed: { download: 2, normalize: 0, orphan: 0 }, files_removed: 2, bytes_freed: 2058 });
+    const sweep = janitorSweepEvent.parse(
+      events.events.filter((e) => (e as { type: string }).type === 'sweep').pop(),
+    );
+    expect(sweep).toMatchObject({
+      trigger: 'admin',
+      removed: { download: 2, normalize: 0, orphan: 0 },
+      files_removed: 2,
+      bytes_freed: 2058,
+    });
   });
 
   it('when a sweep ends, then it logs one Cleanup line, a debug line per job and stores its summary for /admin/stats', async () => {
@@ -132,8 +179,17 @@ describe('expiry sweep', () => {
     const summary = await janitor.sweepNow('admin');
     const lines = log.lines();
     const cleanup = lines.filter((l) => l.level === 'info' && l.msg.startsWith('Cleanup:')).pop();
-    expect(cleanup?.msg).toMatch(/^Cleanup: removed 1 job \(1 download, 0 normalize\), freed 1\.5 KB in \d+ ms; next in 30min$/);
-    expect(lines.some((l) => l.level === 'debug' && l.msg === 'Removed expired job' && (l as { job_id?: string }).job_id === 'log1_best')).toBe(true);
+    expect(cleanup?.msg).toMatch(
+      /^Cleanup: removed 1 job \(1 download, 0 normalize\), freed 1\.5 KB in \d+ ms; next in 30min$/,
+    );
+    expect(
+      lines.some(
+        (l) =>
+          l.level === 'debug' &&
+          l.msg === 'Removed expired job' &&
+          (l as { job_id?: string }).job_id === 'log1_best',
+      ),
+    ).toBe(true);
     expect(JSON.parse((await redis.get(LAST_SWEEP_KEY)) as string)).toEqual(summary);
   });
 });

@@ -18,3 +18,4 @@ export * from './job-files.js';
 export * from './normalize-id.js';
 export * from './sweep-lock.js';
 export * from './service-registry.js';
+export * from './lua.js';

@@ -266,7 +266,7 @@ export class JobRunner {
         return;
       }
     }
-    if (output) await removeFiles(output.files);
+    if (output) await this.discardOutput(output, kind, id);
     if (!latest || reason === 'deleted') {
       logger.info({ job_id: id }, 'Job deleted or replaced while running; dropped');
       msg.ack();
@@ -279,6 +279,17 @@ export class JobRunner {
       return;
     }
     await this.fail(latest, msg, reason === 'timeout' ? timeoutError(kind, this.options.timeoutMs) : failure);
+  }
+
+  /**
+   * Removes the output of a run whose job was deleted or replaced meanwhile. Result paths are
+   * per job id, so a newer job with the same id may already have completed with a file at the
+   * same path (same id, same source, same content): that one stays.
+   */
+  private async discardOutput(output: JobOutput, kind: JobKind, id: string): Promise<void> {
+    const current = await this.ctx.store.get(kind, id).catch(() => null);
+    if (current?.record.status === 'completed') return;
+    await removeFiles(output.files);
   }
 
   private async fail(latest: StoredJob, msg: JsMsg, err: unknown): Promise<void> {

@@ -9,6 +9,7 @@ import {
   type JobStatus,
 } from './job-record.js';
 import { unavailable } from './errors.js';
+import { LuaScript } from './lua.js';
 import { retryWhileBusy, sweepingKey } from './sweep-lock.js';
 
 /** Sorted set of every job key (no TTL): score = `expires_at` in epoch ms. The janitor reads it. */
@@ -33,7 +34,7 @@ export interface ClaimResult {
 // identical submissions exactly one wins. Answers 2 (busy) while the janitor holds the key's
 // tombstone: its files are being deleted and a new job must not start before they are gone.
 // KEYS: record, index, stats, tombstone. ARGV: json, expires ms, kind.
-const CLAIM = `
+const CLAIM = new LuaScript(`
 if redis.call('EXISTS', KEYS[4]) == 1 then return {2, ''} end
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -47,24 +48,24 @@ redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[2], KEYS[1])
 redis.call('HINCRBY', KEYS[3], ARGV[3] .. ':misses', 1)
 return {1, ARGV[1]}
-`;
+`);
 
 // Replaces the record only if it is still exactly what the caller read, so a deleted or
 // re-created job is never overwritten by a stale worker. KEYS: record, index. ARGV: expected, json, expires ms.
-const REPLACE = `
+const REPLACE = new LuaScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[3], KEYS[1])
 return 1
-`;
+`);
 
 // Deletes record and index entry together and returns what was stored. KEYS: record, index.
-const REMOVE = `
+const REMOVE = new LuaScript(`
 local cur = redis.call('GET', KEYS[1])
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], KEYS[1])
 return cur
-`;
+`);
 
 export interface ListQuery {
   kind?: JobKind;
@@ -130,8 +131,8 @@ export class JobStore {
         const record = this.newRecord(kind, id, request);
         const raw = JSON.stringify(record);
         const expiresMs = Date.parse(record.expires_at);
-        const args = [key, EXPIRY_INDEX, CACHE_STATS_KEY, sweepingKey(key), raw, expiresMs, kind];
-        const reply = (await this.redis.eval(CLAIM, 4, ...args)) as [number, string];
+        const keys = [key, EXPIRY_INDEX, CACHE_STATS_KEY, sweepingKey(key)];
+        const reply = (await CLAIM.run(this.redis, keys, [raw, expiresMs, kind])) as [number, string];
         return reply[0] === 2 ? 'busy' : reply;
       },
       () => unavailable('job.sweeping', 'the previous job with this id is being cleaned up; try again shortly'),
@@ -172,7 +173,7 @@ export class JobStore {
   async replace(prev: StoredJob, next: JobRecord): Promise<StoredJob | null> {
     const raw = JSON.stringify(next);
     const expiresMs = Date.parse(next.expires_at);
-    const ok = (await this.redis.eval(REPLACE, 2, prev.key, EXPIRY_INDEX, prev.raw, raw, expiresMs)) as number;
+    const ok = (await REPLACE.run(this.redis, [prev.key, EXPIRY_INDEX], [prev.raw, raw, expiresMs])) as number;
     return ok === 1 ? { key: prev.key, raw, record: next } : null;
   }
 
@@ -190,7 +191,7 @@ export class JobStore {
   /** Deletes the record and its index entry; returns what was stored, or null. */
   async remove(kind: JobKind, id: string): Promise<StoredJob | null> {
     const key = jobKey(kind, id);
-    const raw = (await this.redis.eval(REMOVE, 2, key, EXPIRY_INDEX)) as string | null;
+    const raw = (await REMOVE.run(this.redis, [key, EXPIRY_INDEX], [])) as string | null;
     return raw ? parse(key, raw) : null;
   }
 

@@ -65,6 +65,9 @@ export function eventsStreamConfig(config: Pick<Config, 'cacheTtlMs'>): Partial<
     storage: StorageType.File,
     discard: DiscardPolicy.Old,
     max_age: nanos(config.cacheTtlMs),
+    // The server refuses a duplicate window longer than max_age; its default is 2 min, so an
+    // update to a TTL under 2 min would fail without this.
+    duplicate_window: nanos(Math.min(2 * 60_000, config.cacheTtlMs)),
     // Progress events are frequent; keep the stream bounded even under a long TTL.
     max_bytes: 1024 * 1024 * 1024,
     num_replicas: 1,

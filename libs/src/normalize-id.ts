@@ -1,7 +1,13 @@
 import { z } from 'zod';
 
 /** Operations of `POST /normalize` (the worker applies them in its own fixed order). */
-export const OPERATIONS = ['normalize_volume', 'remove_noise', 'convert_to_mono', 'highpass_filter', 'sample_rate_16k'] as const;
+export const OPERATIONS = [
+  'normalize_volume',
+  'remove_noise',
+  'convert_to_mono',
+  'highpass_filter',
+  'sample_rate_16k',
+] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 /** Output formats of a normalize job; the first is the default. */

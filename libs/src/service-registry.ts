@@ -22,7 +22,11 @@ export interface ConfigDisagreement {
 
 const field = (e: Pick<ServiceConfigEvent, 'service' | 'instance'>): string => `${e.service}/${e.instance}`;
 
-export async function recordServiceConfig(redis: Redis, event: ServiceConfigEvent, now = Date.now()): Promise<void> {
+export async function recordServiceConfig(
+  redis: Redis,
+  event: ServiceConfigEvent,
+  now = Date.now(),
+): Promise<void> {
   const all = await redis.hgetall(SERVICES_CONFIG_KEY);
   const stale = Object.entries(all)
     .filter(([, raw]) => !isFresh(parseEntry(raw), now))

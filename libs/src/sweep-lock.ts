@@ -50,7 +50,11 @@ export async function releaseIfOwner(redis: Redis, key: string, token: string): 
 }
 
 /** Releases every key that still holds `token`, in one round trip; returns how many. */
-export async function releaseManyIfOwner(redis: Redis, keys: readonly string[], token: string): Promise<number> {
+export async function releaseManyIfOwner(
+  redis: Redis,
+  keys: readonly string[],
+  token: string,
+): Promise<number> {
   if (keys.length === 0) return 0;
   return (await redis.eval(RELEASE_MANY_IF_OWNER, keys.length, ...keys, token)) as number;
 }
@@ -100,7 +104,8 @@ export class RedisLock {
   /** Pushes the expiry forward; false when the lock was lost (expired and maybe taken). */
   async extend(): Promise<boolean> {
     if (!this.token) return false;
-    const ok = ((await this.redis.eval(EXTEND_IF_OWNER, 1, this.key, this.token, this.ttlMs)) as number) === 1;
+    const ok =
+      ((await this.redis.eval(EXTEND_IF_OWNER, 1, this.key, this.token, this.ttlMs)) as number) === 1;
     if (!ok) this.token = null;
     return ok;
   }

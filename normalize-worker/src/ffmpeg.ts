@@ -47,7 +47,13 @@ export function probeArgs(path: string): string[] {
 }
 
 interface ProbeJson {
-  streams?: { codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; duration?: string }[];
+  streams?: {
+    codec_type?: string;
+    codec_name?: string;
+    sample_rate?: string;
+    channels?: number;
+    duration?: string;
+  }[];
   format?: { format_name?: string; duration?: string };
 }
 
@@ -93,7 +99,10 @@ export function outputSampleRate(format: OutputFormat, inputRate: number, to16k:
 }
 
 /** Encoder arguments per format; shared with the benchmark so every method uses the same encoder. */
-export function codecArgs(format: OutputFormat, channels: number): { codec: string; ext: string; args: string[] } {
+export function codecArgs(
+  format: OutputFormat,
+  channels: number,
+): { codec: string; ext: string; args: string[] } {
   const stereo = channels > 1;
   switch (format) {
     case 'opus':
@@ -101,7 +110,11 @@ export function codecArgs(format: OutputFormat, channels: number): { codec: stri
     case 'mp3':
       return { codec: 'mp3', ext: 'mp3', args: ['-c:a', 'libmp3lame', '-q:a', '2'] };
     case 'm4a':
-      return { codec: 'aac', ext: 'm4a', args: ['-c:a', 'aac', '-b:a', stereo ? '192k' : '96k', '-movflags', '+faststart'] };
+      return {
+        codec: 'aac',
+        ext: 'm4a',
+        args: ['-c:a', 'aac', '-b:a', stereo ? '192k' : '96k', '-movflags', '+faststart'],
+      };
     case 'wav':
       return { codec: 'pcm_s16le', ext: 'wav', args: ['-c:a', 'pcm_s16le'] };
     case 'flac':
@@ -109,11 +122,20 @@ export function codecArgs(format: OutputFormat, channels: number): { codec: stri
   }
 }
 
-export function planOutput(format: OutputFormat, input: Pick<MediaInfo, 'sampleRate' | 'channels'>, ops: readonly Operation[]): OutputPlan {
+export function planOutput(
+  format: OutputFormat,
+  input: Pick<MediaInfo, 'sampleRate' | 'channels'>,
+  ops: readonly Operation[],
+): OutputPlan {
   const sampleRate = outputSampleRate(format, input.sampleRate, ops.includes('sample_rate_16k'));
   // mp3 and plain opus carry at most two channels; lossless formats keep them all.
   const lossless = format === 'wav' || format === 'flac';
-  const channels = ops.includes('convert_to_mono') ? 1 : lossless ? Math.max(1, input.channels) : Math.min(2, Math.max(1, input.channels));
+  const inputChannels = input.channels > 0 ? input.channels : 2; // unknown: assume stereo
+  const channels = ops.includes('convert_to_mono')
+    ? 1
+    : lossless
+      ? inputChannels
+      : Math.min(2, inputChannels);
   const { codec, ext, args } = codecArgs(format, channels);
   return { format, ext, codec, sampleRate, channels, codecArgs: args };
 }
@@ -131,7 +153,8 @@ const DENOISE = 'afftdn=nr=20:nf=-40:tn=1';
  */
 export function preGainFilters(ops: readonly Operation[], plan: OutputPlan, inputChannels: number): string[] {
   const filters: string[] = [];
-  if (plan.channels < inputChannels) filters.push(`aformat=channel_layouts=${plan.channels === 1 ? 'mono' : 'stereo'}`);
+  if (plan.channels < inputChannels)
+    filters.push(`aformat=channel_layouts=${plan.channels === 1 ? 'mono' : 'stereo'}`);
   if (ops.includes('highpass_filter')) filters.push(HIGHPASS);
   if (ops.includes('remove_noise')) filters.push(DENOISE);
   if (ops.includes('sample_rate_16k')) filters.push('aresample=16000');
@@ -155,11 +178,17 @@ export const TRUE_PEAK_OVER_SAMPLE_DB = 1;
  * (less the codec's margin), a look-ahead limiter catches the peaks instead of lowering the
  * gain, so quiet inputs with sharp transients still reach the target loudness.
  */
-export function planGain(measured: Loudness, targetLufs: number, ceilingDb: number, format: OutputFormat): GainPlan {
-  // The measuring pass reads sample peaks (a true-peak scan would double its cost); true
-  // peaks are estimated from them here and measured on the output, which can still ask for
-  // the limiter (see `limiterPlan`).
-  const peak = measured.truePeak ?? (measured.samplePeak == null ? null : measured.samplePeak + TRUE_PEAK_OVER_SAMPLE_DB);
+export function planGain(
+  measured: Loudness,
+  targetLufs: number,
+  ceilingDb: number,
+  format: OutputFormat,
+): GainPlan {
+  // The gain is planned from the quick pass's sample peak (the true-peak scan of the input
+  // runs alongside, for the record); the output measurement catches what the estimate misses.
+  const peak =
+    measured.truePeak ??
+    (measured.samplePeak == null ? null : measured.samplePeak + TRUE_PEAK_OVER_SAMPLE_DB);
   if (measured.integrated <= -70 || peak === null) return { gainDb: 0, limitDb: null };
   const gainDb = round2(targetLufs - measured.integrated);
   const allowed = ceilingDb - peakMargin(format);
@@ -181,12 +210,18 @@ export function gainFilters(plan: GainPlan): string[] {
   return filters;
 }
 
-const EBUR128_TRUE_PEAK = 'ebur128=peak=true:framelog=verbose';
-const EBUR128_SAMPLE_PEAK = 'ebur128=peak=sample:framelog=verbose';
+/** `sample` costs about half of `true`, which oversamples every channel to 192 kHz. */
+export type PeakMode = 'none' | 'sample' | 'true';
 
-/** A measuring pass: decode, apply `filters`, measure loudness and sample peak, write nothing. */
-export function measureArgs(input: string, filters: string[]): string[] {
-  const graph = [...filters, EBUR128_SAMPLE_PEAK].join(',');
+const ebur128 = (peak: PeakMode) => `ebur128=peak=${peak}:framelog=verbose`;
+
+/**
+ * A measuring pass: decode, apply `filters`, measure loudness and peak, write nothing.
+ * ebur128 works at the input's rate (loudnorm resamples the whole file to 192 kHz), which
+ * makes this pass many times cheaper than loudnorm's.
+ */
+export function measureArgs(input: string, filters: string[], peak: PeakMode): string[] {
+  const graph = [...filters, ebur128(peak)].join(',');
   return [...baseArgs(input), '-filter_complex', `[0:a:0]${graph}[m]`, '-map', '[m]', '-f', 'null', '-'];
 }
 
@@ -201,39 +236,83 @@ export interface EncodeSpec {
   input: string;
   output: string;
   plan: OutputPlan;
-  /** Filters before the gain (their output can be tapped as the measured input). */
+  /** Filters before the gain. */
   pre: string[];
   /** The gain and limiter. */
   gain: string[];
-  /** Also write the signal after `pre` (input) and the exact signal fed to the encoder (output). */
-  taps?: { input: PcmTap; output: PcmTap };
+  /** Also write the exact signal fed to the encoder here, for a parallel measurement. */
+  tap?: PcmTap;
 }
 
 const chain = (filters: string[]): string => (filters.length > 0 ? filters.join(',') : 'anull');
 
 function tapArgs(label: string, tap: PcmTap): string[] {
-  return ['-map', `[${label}]`, '-ar', String(tap.sampleRate), '-ac', String(tap.channels), '-c:a', 'pcm_f32le', '-f', 'f32le', tap.path];
+  return [
+    '-map',
+    `[${label}]`,
+    '-ar',
+    String(tap.sampleRate),
+    '-ac',
+    String(tap.channels),
+    '-c:a',
+    'pcm_f32le',
+    '-f',
+    'f32le',
+    tap.path,
+  ];
 }
 
 export function encodeArgs(spec: EncodeSpec): string[] {
-  const { plan, taps } = spec;
-  const post = [...spec.gain, `aresample=${plan.sampleRate}`];
-  const graph = taps
-    ? `[0:a:0]${chain(spec.pre)},asplit=2[pre][itap];[pre]${chain(post)},asplit=2[out][otap]`
-    : `[0:a:0]${chain([...spec.pre, ...post])}[out]`;
-  const args = [...baseArgs(spec.input), '-filter_complex', graph, '-map', '[out]', '-ac', String(plan.channels)];
+  const { plan, tap } = spec;
+  const filters = chain([...spec.pre, ...spec.gain, `aresample=${plan.sampleRate}`]);
+  const graph = tap ? `[0:a:0]${filters},asplit=2[out][tap]` : `[0:a:0]${filters}[out]`;
+  const args = [
+    ...baseArgs(spec.input),
+    '-filter_complex',
+    graph,
+    '-map',
+    '[out]',
+    '-ac',
+    String(plan.channels),
+  ];
   args.push('-ar', String(plan.sampleRate), ...plan.codecArgs, '-f', muxer(plan.format), spec.output);
-  if (taps) args.push(...tapArgs('itap', taps.input), ...tapArgs('otap', taps.output));
+  if (tap) args.push(...tapArgs('tap', tap));
   return args;
 }
 
-/** Measures raw PCM as written by `encodeArgs`'s tap. */
+/**
+ * True peak the BS.1770 way, 4x oversampled (with the resampler ebur128 itself uses), but
+ * read by volumedetect, which costs a fraction of ebur128's own true-peak meter. volumedetect
+ * works on 16-bit samples, so the signal is lowered first: peaks up to +12 dBTP fit.
+ */
+export const TRUE_PEAK_HEADROOM_DB = 12;
+
+function truePeakChain(sampleRate: number): string {
+  const oversampled = Math.max(192_000, 4 * sampleRate);
+  return `aresample=${oversampled}:filter_size=32,volume=-${TRUE_PEAK_HEADROOM_DB}dB,volumedetect`;
+}
+
+/** The true peak of the input after `filters` (at `sampleRate`), read with `parseTruePeak`. */
+export function truePeakArgs(input: string, filters: string[], sampleRate: number): string[] {
+  const graph = [...filters, truePeakChain(sampleRate)].join(',');
+  return [...baseArgs(input), '-filter_complex', `[0:a:0]${graph}[p]`, '-map', '[p]', '-f', 'null', '-'];
+}
+
+/** Measures raw PCM as written by `encodeArgs`'s tap: loudness with ebur128, true peak as above. */
 export function measurePcmArgs(pcm: string, sampleRate: number, channels: number): string[] {
+  const input = ['-f', 'f32le', '-ar', String(sampleRate), '-ac', String(channels), '-i', pcm];
+  const graph = `[0]asplit=2[l][p];[l]${ebur128('none')}[lo];[p]${truePeakChain(sampleRate)}[po]`;
   return [
-    '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info',
-    '-f', 'f32le', '-ar', String(sampleRate), '-ac', String(channels), '-i', pcm,
-    '-af', EBUR128_TRUE_PEAK, '-f', 'null', '-',
+    ...['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info', ...input],
+    ...['-filter_complex', graph, '-map', '[lo]', '-f', 'null', '-', '-map', '[po]', '-f', 'null', '-'],
   ];
+}
+
+/** The true peak from `truePeakChain`'s volumedetect line; null for silence. */
+export function parseTruePeak(stderr: string): number | null {
+  const m = /max_volume:\s+(-?[\d.]+|-?inf) dB/.exec(stderr)?.[1];
+  if (m === undefined || /inf/.test(m) || Number(m) <= -90) return null;
+  return Math.round((Number(m) + TRUE_PEAK_HEADROOM_DB) * 10) / 10;
 }
 
 function muxer(format: OutputFormat): string {
@@ -242,7 +321,18 @@ function muxer(format: OutputFormat): string {
 
 /** Machine-readable progress on stdout (`key=value` lines); the log stays on stderr for the summary. */
 function baseArgs(input: string): string[] {
-  return ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info', '-y', '-progress', 'pipe:1', '-i', input];
+  return [
+    '-hide_banner',
+    '-nostdin',
+    '-nostats',
+    '-loglevel',
+    'info',
+    '-y',
+    '-progress',
+    'pipe:1',
+    '-i',
+    input,
+  ];
 }
 
 function round2(n: number): number {

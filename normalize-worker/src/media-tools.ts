@@ -10,10 +10,13 @@ import {
   parseProgressLine,
   probeArgs,
   probeVerdict,
+  parseTruePeak,
+  truePeakArgs,
   type EncodeSpec,
   type Loudness,
   type MediaInfo,
   type PcmTap,
+  type PeakMode,
 } from './ffmpeg.js';
 
 export type ToolPaths = Pick<Config, 'ffmpegPath' | 'ffprobePath'>;
@@ -21,7 +24,8 @@ export type ToolPaths = Pick<Config, 'ffmpegPath' | 'ffprobePath'>;
 /** Called with the share (0-1) of the input processed so far. */
 export type OnShare = (share: number) => void;
 
-const INVALID_MEDIA = /Invalid data found|moov atom not found|could not find codec parameters|Error while decoding|does not contain any stream/i;
+const INVALID_MEDIA =
+  /Invalid data found|moov atom not found|could not find codec parameters|Error while decoding|does not contain any stream/i;
 
 function aborted(): AppError {
   return new AppError('normalize.aborted', 'the run was stopped', { retryable: true });
@@ -29,23 +33,37 @@ function aborted(): AppError {
 
 /** Turns ffmpeg's exit into an error: bad input is final; a killed or starved process may pass on retry. */
 function toolFailure(tool: string, result: RunResult): AppError {
-  const verdict = probeVerdict(result.stderr);
+  // ffmpeg ends with "Conversion failed!"; the reason is the line before.
+  const verdict = probeVerdict(result.stderr.replace(/^Conversion failed!\s*$/m, ''));
   if (INVALID_MEDIA.test(result.stderr)) {
     return new AppError('normalize.invalid_media', `the file cannot be decoded as audio: ${verdict}`);
   }
-  const transient = result.signal !== null || /No space left|Cannot allocate memory|Resource temporarily unavailable/i.test(result.stderr);
-  return new AppError('normalize.ffmpeg_failed', `${tool} failed (${result.signal ?? `exit ${result.code}`}): ${verdict}`, {
-    retryable: transient,
-  });
+  const transient =
+    result.signal !== null ||
+    /No space left|Cannot allocate memory|Resource temporarily unavailable/i.test(result.stderr);
+  return new AppError(
+    'normalize.ffmpeg_failed',
+    `${tool} failed (${result.signal ?? `exit ${result.code}`}): ${verdict}`,
+    {
+      retryable: transient,
+    },
+  );
 }
 
 /** The file's first audio stream; a file ffprobe cannot read, or one without audio, is a final error. */
 export async function probeMedia(tools: ToolPaths, path: string, signal: AbortSignal): Promise<MediaInfo> {
   const lines: string[] = [];
-  const result = await runProcess(tools.ffprobePath, probeArgs(path), { signal, timeoutMs: 60_000, onStdoutLine: (l) => lines.push(l) });
+  const result = await runProcess(tools.ffprobePath, probeArgs(path), {
+    signal,
+    timeoutMs: 60_000,
+    onStdoutLine: (l) => lines.push(l),
+  });
   if (result.aborted) throw aborted();
   if (result.code !== 0) {
-    throw new AppError('normalize.invalid_media', `the file is not audio or video that can be read: ${probeVerdict(result.stderr)}`);
+    throw new AppError(
+      'normalize.invalid_media',
+      `the file is not audio or video that can be read: ${probeVerdict(result.stderr)}`,
+    );
   }
   const info = parseProbe(lines.join('\n'));
   if (!info) throw new AppError('normalize.no_audio', 'the file has no audio stream');
@@ -64,11 +82,10 @@ export async function measureLoudness(
   tools: ToolPaths,
   input: string,
   filters: string[],
-  duration: number | null,
-  signal: AbortSignal,
-  onShare: OnShare,
+  options: { peak: PeakMode; duration: number | null; signal: AbortSignal; onShare?: OnShare },
 ): Promise<Loudness> {
-  const result = await runProcess(tools.ffmpegPath, measureArgs(input, filters), {
+  const { duration, signal, onShare = () => undefined } = options;
+  const result = await runProcess(tools.ffmpegPath, measureArgs(input, filters, options.peak), {
     signal,
     onStdoutLine: progressHandler(duration, onShare),
     stderrTail: 4000,
@@ -76,8 +93,28 @@ export async function measureLoudness(
   if (result.aborted) throw aborted();
   if (result.code !== 0) throw toolFailure('ffmpeg', result);
   const loudness = parseEbur128Summary(result.stderr);
-  if (!loudness) throw new AppError('normalize.measure_failed', 'ffmpeg did not report a loudness measurement', { retryable: true });
+  if (!loudness)
+    throw new AppError('normalize.measure_failed', 'ffmpeg did not report a loudness measurement', {
+      retryable: true,
+    });
   return loudness;
+}
+
+/** The true peak (dBTP) of the input after `filters`; null for silence. */
+export async function measureTruePeak(
+  tools: ToolPaths,
+  input: string,
+  filters: string[],
+  sampleRate: number,
+  signal: AbortSignal,
+): Promise<number | null> {
+  const result = await runProcess(tools.ffmpegPath, truePeakArgs(input, filters, sampleRate), {
+    signal,
+    stderrTail: 4000,
+  });
+  if (result.aborted) throw aborted();
+  if (result.code !== 0) throw toolFailure('ffmpeg', result);
+  return parseTruePeak(result.stderr);
 }
 
 export interface EncodeOptions {
@@ -85,19 +122,17 @@ export interface EncodeOptions {
   signal: AbortSignal;
   onShare: OnShare;
   workDir: string;
-  /** Sample rate of the signal after the pre-gain filters (the measured input), when measuring. */
-  measureAtRate?: number;
+  /** Measure the exact signal fed to the encoder too. */
+  measure: boolean;
 }
 
-/** Loudness of the signal after the pre-gain filters and of the exact signal fed to the encoder. */
-export interface Measured {
-  input: Loudness;
-  output: Loudness;
-}
-
-/** Encodes the output; with `measureAtRate`, also measures input and output true loudness on the way. */
-export async function encode(tools: ToolPaths, spec: Omit<EncodeSpec, 'taps'>, options: EncodeOptions): Promise<Measured | null> {
-  if (options.measureAtRate !== undefined) return encodeAndMeasure(tools, spec, { ...options, measureAtRate: options.measureAtRate });
+/** Encodes the output; with `measure`, also returns the loudness and true peak of what was encoded. */
+export async function encode(
+  tools: ToolPaths,
+  spec: Omit<EncodeSpec, 'tap'>,
+  options: EncodeOptions,
+): Promise<Loudness | null> {
+  if (options.measure) return encodeAndMeasure(tools, spec, options);
   const result = await runProcess(tools.ffmpegPath, encodeArgs(spec), {
     signal: options.signal,
     onStdoutLine: progressHandler(options.duration, options.onShare),
@@ -110,24 +145,29 @@ export async function encode(tools: ToolPaths, spec: Omit<EncodeSpec, 'taps'>, o
 async function makeFifo(path: string, signal: AbortSignal): Promise<void> {
   const made = await runProcess('mkfifo', ['-m', '600', path], { signal, timeoutMs: 10_000 });
   if (made.aborted) throw aborted();
-  if (made.code !== 0) throw new AppError('normalize.fifo_failed', `cannot create a FIFO: ${made.stderr.trim()}`, { retryable: true });
+  if (made.code !== 0)
+    throw new AppError('normalize.fifo_failed', `cannot create a FIFO: ${made.stderr.trim()}`, {
+      retryable: true,
+    });
 }
 
 /**
- * A true-peak scan costs as much as the decode. Instead of passes before and after the
- * encode, the encoder's ffmpeg writes the signal before the gain and the signal it encodes
- * into two FIFOs, and two more ffmpeg runs measure them on the other core while the encode
- * runs, so the input's true peak and the verification of the output add little wall time.
+ * Verifying the output costs a true-peak scan of the whole signal. Instead of a pass after
+ * the encode, the encoder's ffmpeg also writes the PCM it encodes into a FIFO, and a second
+ * ffmpeg measures it on the other core while the encode runs, adding little wall time.
  */
-async function encodeAndMeasure(tools: ToolPaths, spec: Omit<EncodeSpec, 'taps'>, options: EncodeOptions & { measureAtRate: number }): Promise<Measured> {
-  const { channels, sampleRate } = spec.plan;
-  const taps = {
-    input: { path: join(options.workDir, 'input.f32'), sampleRate: options.measureAtRate, channels },
-    output: { path: join(options.workDir, 'output.f32'), sampleRate, channels },
+async function encodeAndMeasure(
+  tools: ToolPaths,
+  spec: Omit<EncodeSpec, 'tap'>,
+  options: EncodeOptions,
+): Promise<Loudness> {
+  const tap: PcmTap = {
+    path: join(options.workDir, 'encoded.f32'),
+    sampleRate: spec.plan.sampleRate,
+    channels: spec.plan.channels,
   };
-  await makeFifo(taps.input.path, options.signal);
-  await makeFifo(taps.output.path, options.signal);
-  // Each side is stopped when another fails, or a FIFO open would wait forever.
+  await makeFifo(tap.path, options.signal);
+  // Each side is stopped when the other fails, or a FIFO open would wait forever.
   const stop = new AbortController();
   const onAbort = () => stop.abort();
   options.signal.addEventListener('abort', onAbort, { once: true });
@@ -137,25 +177,30 @@ async function encodeAndMeasure(tools: ToolPaths, spec: Omit<EncodeSpec, 'taps'>
   };
   try {
     // Blocked in open() on a FIFO, ffmpeg ignores SIGTERM: do not wait long for it.
-    const meter = (tap: PcmTap) =>
-      runProcess(tools.ffmpegPath, measurePcmArgs(tap.path, tap.sampleRate, tap.channels), { signal: stop.signal, stderrTail: 4000, killGraceMs: 500 }).then(watch);
-    const encoder = runProcess(tools.ffmpegPath, encodeArgs({ ...spec, taps }), {
+    const meter = runProcess(tools.ffmpegPath, measurePcmArgs(tap.path, tap.sampleRate, tap.channels), {
+      signal: stop.signal,
+      stderrTail: 4000,
+      killGraceMs: 500,
+    }).then(watch);
+    const encoder = runProcess(tools.ffmpegPath, encodeArgs({ ...spec, tap }), {
       signal: stop.signal,
       onStdoutLine: progressHandler(options.duration, options.onShare),
       killGraceMs: 500,
     }).then(watch);
-    const [enc, inp, out] = await Promise.all([encoder, meter(taps.input), meter(taps.output)]);
+    const [enc, met] = await Promise.all([encoder, meter]);
     if (options.signal.aborted) throw aborted();
-    // The run that failed on its own is the one to report; the others were stopped because of it.
-    const failed = [enc, inp, out].find((r) => r.code !== 0 && !r.aborted) ?? [enc, inp, out].find((r) => r.code !== 0);
+    // The run that failed on its own is the one to report; the other was stopped because of it.
+    const failed = [enc, met].find((r) => r.code !== 0 && !r.aborted) ?? [enc, met].find((r) => r.code !== 0);
     if (failed) throw toolFailure('ffmpeg', failed);
-    const input = parseEbur128Summary(inp.stderr);
-    const output = parseEbur128Summary(out.stderr);
-    if (!input || !output) throw new AppError('normalize.measure_failed', 'ffmpeg did not report the loudness', { retryable: true });
-    return { input, output };
+    const summary = parseEbur128Summary(met.stderr);
+    const loudness = summary && { ...summary, truePeak: parseTruePeak(met.stderr) };
+    if (!loudness)
+      throw new AppError('normalize.measure_failed', 'ffmpeg did not report the output loudness', {
+        retryable: true,
+      });
+    return loudness;
   } finally {
     options.signal.removeEventListener('abort', onAbort);
-    await rm(taps.input.path, { force: true });
-    await rm(taps.output.path, { force: true });
+    await rm(tap.path, { force: true });
   }
 }

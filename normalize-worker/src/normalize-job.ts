@@ -5,6 +5,7 @@ import {
   normalizeRequestSchema,
   type Config,
   type JobHandler,
+  type JobOutput,
   type JobRun,
   type Logger,
   type NormalizeRequest,
@@ -22,7 +23,7 @@ import {
   type MediaInfo,
   type OutputPlan,
 } from './ffmpeg.js';
-import { encode, measureLoudness, probeMedia, type Measured, type ToolPaths } from './media-tools.js';
+import { encode, measureLoudness, measureTruePeak, probeMedia, type ToolPaths } from './media-tools.js';
 
 export interface NormalizeJobDeps {
   config: Pick<Config, 'ffmpegPath' | 'ffprobePath' | 'normalizeTargetLufs' | 'normalizeTruePeakDb'>;
@@ -30,12 +31,13 @@ export interface NormalizeJobDeps {
   logger: Logger;
 }
 
-/** Share of the progress bar the measuring pass takes when there is one (it is about a third of the work). */
-const MEASURE_SHARE = 30;
+/** Share of the progress bar the quick measuring pass takes when there is one (about a sixth of the work). */
+const MEASURE_SHARE = 15;
 
 function parseRequest(run: JobRun): NormalizeRequest {
   const parsed = normalizeRequestSchema.safeParse(run.job.request);
-  if (!parsed.success) throw new AppError('normalize.invalid_request', 'the job record holds no valid normalize request');
+  if (!parsed.success)
+    throw new AppError('normalize.invalid_request', 'the job record holds no valid normalize request');
   return parsed.data;
 }
 
@@ -51,40 +53,70 @@ async function uploadPath(storage: Storage, request: NormalizeRequest): Promise<
 
 /**
  * The normalize job: probe, measure (only for `normalize_volume`), then one ffmpeg run that
- * applies every filter and the gain and encodes, while a second process measures what goes
- * into the encoder. The output is renamed into `normalized/<id>.<ext>` only when complete.
+ * applies every filter and the gain and encodes, while a second one measures what goes into
+ * the encoder. The output is renamed into `normalized/<id>.<ext>` only when complete.
  */
 export function createNormalizeHandler(deps: NormalizeJobDeps): JobHandler {
-  const tools: ToolPaths = deps.config;
   return async (run) => {
-    const request = parseRequest(run);
-    const input = await uploadPath(deps.storage, request);
-    run.progress(0, 'probing');
-    const info = await probeMedia(tools, input, run.signal);
-    const ops = request.operations;
-    const plan = planOutput(request.format, info, ops);
-    const pre = preGainFilters(ops, plan, info.channels);
-    const step = ops.includes('normalize_volume') ? await measureStep(deps, run, request, input, info, pre, plan) : null;
-    const workOutput = join(run.workDir, `output.${plan.ext}`);
-    const preRate = ops.includes('sample_rate_16k') ? 16_000 : info.sampleRate;
-    const measured = await encodeStep(tools, run, { input, output: workOutput, plan, pre, duration: info.duration, preRate }, step);
-    const output = await probeMedia(tools, workOutput, run.signal);
-    const { size } = await stat(workOutput);
-    const final = join(deps.storage.normalized, `${run.job.id}.${plan.ext}`);
-    await rename(workOutput, final);
-    return { result: describeResult(run.job.id, request, plan, info, output, size, step, measured), files: [final] };
+    // Stops the background true-peak scan too when the job ends early for any reason.
+    const scope = new AbortController();
+    const stopScope = () => scope.abort();
+    run.signal.addEventListener('abort', stopScope, { once: true });
+    try {
+      return await normalize(deps, run, scope.signal);
+    } finally {
+      run.signal.removeEventListener('abort', stopScope);
+      scope.abort();
+    }
   };
+}
+
+async function normalize(deps: NormalizeJobDeps, run: JobRun, signal: AbortSignal): Promise<JobOutput> {
+  const tools: ToolPaths = deps.config;
+  const request = parseRequest(run);
+  const input = await uploadPath(deps.storage, request);
+  run.progress(0, 'probing');
+  const info = await probeMedia(tools, input, signal);
+  const ops = request.operations;
+  const plan = planOutput(request.format, info, ops);
+  const pre = preGainFilters(ops, plan, info.channels);
+  const step = ops.includes('normalize_volume')
+    ? await measureStep(deps, run, request, input, info, pre, plan, signal)
+    : null;
+  const workOutput = join(run.workDir, `output.${plan.ext}`);
+  const measured = await encodeStep(
+    tools,
+    run,
+    { input, output: workOutput, plan, pre, duration: info.duration },
+    step,
+  );
+  const output = await probeMedia(tools, workOutput, signal);
+  const inputLoudness = step ? { ...step.input, truePeak: await step.inputTruePeak } : null;
+  const { size } = await stat(workOutput);
+  const final = join(deps.storage.normalized, `${run.job.id}.${plan.ext}`);
+  await rename(workOutput, final);
+  const result = describeResult(run.job.id, request, plan, info, output, size);
+  if (step && inputLoudness && measured) result['loudness'] = describeLoudness(step, inputLoudness, measured);
+  return { result, files: [final] };
 }
 
 interface LoudnessStep {
   target: number;
   ceiling: number;
+  /** Quick pass: integrated loudness, range and sample peak. */
   input: Loudness;
+  /** The input's true peak (dBTP), still being measured while the encode starts. */
+  inputTruePeak: Promise<number | null>;
   gain: GainPlan;
-  /** Extra encodes made because the limiter lowered the loudness. */
+  /** Extra encodes made to switch the limiter on or to make up for the loudness it took. */
   corrections: number;
 }
 
+/**
+ * Measures the loudness the gain is computed from with a quick pass (sample peaks only) and
+ * starts the input's true-peak scan beside it, on the other core; that scan only feeds the
+ * record, so it may finish while the encode already runs.
+ */
 async function measureStep(
   deps: NormalizeJobDeps,
   run: JobRun,
@@ -93,19 +125,28 @@ async function measureStep(
   info: MediaInfo,
   filters: string[],
   plan: OutputPlan,
+  signal: AbortSignal,
 ): Promise<LoudnessStep> {
   run.progress(0, 'measuring');
-  const measured = await measureLoudness(deps.config, input, filters, info.duration, run.signal, (s) => run.progress(s * MEASURE_SHARE));
+  const rate = request.operations.includes('sample_rate_16k') ? 16_000 : info.sampleRate || plan.sampleRate;
+  const truePeakScan = measureTruePeak(deps.config, input, filters, rate, signal);
+  truePeakScan.catch(() => undefined); // awaited later; a failure here also fails the quick pass
+  const measured = await measureLoudness(deps.config, input, filters, {
+    peak: 'sample',
+    duration: info.duration,
+    signal,
+    onShare: (s) => run.progress(s * MEASURE_SHARE),
+  });
   const target = request.target_lufs ?? deps.config.normalizeTargetLufs;
   const ceiling = deps.config.normalizeTruePeakDb;
   const gain = planGain(measured, target, ceiling, plan.format);
   deps.logger.debug({ job_id: run.job.id, measured, gain }, 'Loudness measured');
-  return { target, ceiling, input: measured, gain, corrections: 0 };
+  return { target, ceiling, input: measured, inputTruePeak: truePeakScan, gain, corrections: 0 };
 }
 
 /** Output loudness further than this from the target, after limiting, earns a corrected encode. */
 const CORRECTION_THRESHOLD_LU = 0.5;
-const MAX_CORRECTIONS = 2;
+const MAX_CORRECTIONS = 3;
 
 interface EncodeJob {
   input: string;
@@ -113,34 +154,43 @@ interface EncodeJob {
   plan: OutputPlan;
   pre: string[];
   duration: number | null;
-  /** Sample rate after the pre-gain filters. */
-  preRate: number;
 }
 
 /**
- * Encodes with the planned gain, measuring input and output on the way. Two cases earn a
- * second encode, both rare: true peaks over the ceiling that the sample-peak estimate missed
- * (the limiter is switched on), and a limiter that tamed so many peaks that the loudness fell
- * short (the signal under the peaks scales linearly, so adding the miss to the gain converges).
+ * Encodes with the planned gain, measuring input and output on the way. Two cases earn
+ * another encode, both rare: true peaks over the ceiling that the sample-peak estimate missed,
+ * and a limiter that tamed so many peaks that the loudness fell short (the signal under the
+ * peaks scales linearly, so adding the miss to the gain converges in a run or two).
  */
-async function encodeStep(tools: ToolPaths, run: JobRun, job: EncodeJob, step: LoudnessStep | null): Promise<Measured | null> {
+async function encodeStep(
+  tools: ToolPaths,
+  run: JobRun,
+  job: EncodeJob,
+  step: LoudnessStep | null,
+): Promise<Loudness | null> {
   const from = step ? MEASURE_SHARE : 0;
   run.progress(from, 'encoding');
   for (let correction = 0; ; correction += 1) {
     const [lo, hi] = correction === 0 ? [from, 99] : [90, 99];
     const measured = await encode(
       tools,
-      { input: job.input, output: job.output, plan: job.plan, pre: job.pre, gain: step ? gainFilters(step.gain) : [] },
+      {
+        input: job.input,
+        output: job.output,
+        plan: job.plan,
+        pre: job.pre,
+        gain: step ? gainFilters(step.gain) : [],
+      },
       {
         duration: job.duration,
         signal: run.signal,
         onShare: (s) => run.progress(lo + s * (hi - lo)),
         workDir: run.workDir,
-        ...(step && { measureAtRate: job.preRate }),
+        measure: step !== null,
       },
     );
     if (!step || !measured || correction >= MAX_CORRECTIONS) return measured;
-    const next = correctedGain(step, measured.output, job.plan);
+    const next = correctedGain(step, measured, job.plan);
     if (!next) return measured;
     step.gain = next;
     step.corrections = correction + 1;
@@ -148,18 +198,24 @@ async function encodeStep(tools: ToolPaths, run: JobRun, job: EncodeJob, step: L
   }
 }
 
-/** A better gain plan after measuring the output, or null when the output is within bounds. */
+/**
+ * A better gain plan after measuring the output, or null when the output is within bounds:
+ * true peaks over the ceiling switch the limiter on, or lower its level by the excess (a
+ * sample-peak limiter lets content with large inter-sample peaks through by a stable amount);
+ * with the limiter on, a loudness miss is added to the gain.
+ */
 function correctedGain(step: LoudnessStep, output: Loudness, plan: OutputPlan): GainPlan | null {
   if (output.integrated <= -70) return null;
-  const allowed = step.ceiling - peakMargin(plan.format);
-  if (step.gain.limitDb === null) {
-    const over = output.truePeak !== null && output.truePeak > allowed + 0.05;
-    return over ? { ...step.gain, limitDb: limiterLevel(step.ceiling, plan.format) } : null;
-  }
+  let { gainDb, limitDb } = step.gain;
+  const excess = output.truePeak === null ? 0 : output.truePeak - (step.ceiling - peakMargin(plan.format));
+  if (excess > 0.05)
+    limitDb = limitDb === null ? limiterLevel(step.ceiling, plan.format) : round2(limitDb - excess - 0.1);
   const miss = step.target - output.integrated;
-  if (Math.abs(miss) <= CORRECTION_THRESHOLD_LU) return null;
-  return { ...step.gain, gainDb: Math.round((step.gain.gainDb + miss) * 100) / 100 };
+  if (limitDb !== null && Math.abs(miss) > CORRECTION_THRESHOLD_LU) gainDb = round2(gainDb + miss);
+  return gainDb === step.gain.gainDb && limitDb === step.gain.limitDb ? null : { gainDb, limitDb };
 }
+
+const round2 = (n: number): number => Math.round(n * 100) / 100;
 
 function loudnessView(l: Loudness) {
   return { integrated_lufs: l.integrated, loudness_range_lu: l.lra, true_peak_dbtp: l.truePeak };
@@ -172,8 +228,6 @@ function describeResult(
   input: MediaInfo,
   output: MediaInfo,
   size: number,
-  step: LoudnessStep | null,
-  measured: Measured | null,
 ): Record<string, unknown> {
   return {
     file: `${id}.${plan.ext}`,
@@ -192,18 +246,19 @@ function describeResult(
       duration: input.duration,
       had_video: input.hasVideo,
     },
-    ...(step && {
-      loudness: {
-        target_lufs: step.target,
-        true_peak_ceiling_dbtp: step.ceiling,
-        gain_db: step.gain.gainDb,
-        limiter: step.gain.limitDb !== null,
-        corrections: step.corrections,
-        // Measured after the other operations, i.e. on what the gain applies to.
-        input: loudnessView(measured?.input ?? step.input),
-        // Measured on the exact signal fed to the encoder.
-        output: measured ? loudnessView(measured.output) : null,
-      },
-    }),
+  };
+}
+
+function describeLoudness(step: LoudnessStep, input: Loudness, output: Loudness): Record<string, unknown> {
+  return {
+    target_lufs: step.target,
+    true_peak_ceiling_dbtp: step.ceiling,
+    gain_db: step.gain.gainDb,
+    limiter: step.gain.limitDb !== null,
+    corrections: step.corrections,
+    // Measured after the other operations, i.e. on what the gain applies to.
+    input: loudnessView(input),
+    // Measured on the exact signal fed to the encoder.
+    output: loudnessView(output),
   };
 }

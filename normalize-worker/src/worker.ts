@@ -1,4 +1,12 @@
-import { JobRunner, announceConfig, closeContext, createLogger, openContext, type Config, type Logger } from '@media-jobs/libs';
+import {
+  JobRunner,
+  announceConfig,
+  closeContext,
+  createLogger,
+  openContext,
+  type Config,
+  type Logger,
+} from '@media-jobs/libs';
 import { createNormalizeHandler } from './normalize-job.js';
 
 export interface NormalizeWorker {

@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import {
   encodeArgs,
   gainFilters,
+  measurePcmArgs,
+  parseTruePeak,
+  truePeakArgs,
   measureArgs,
   outputSampleRate,
   parseEbur128Summary,
@@ -34,13 +37,24 @@ describe('ffmpeg output parsers', () => {
   it('when ebur128 prints its summary, then loudness, range and true peak are read from it, not from frame lines', () => {
     expect(parseEbur128Summary(SUMMARY)).toEqual({ integrated: -30.3, lra: 4.2, truePeak: -5.8 });
     const sampled = SUMMARY.replace('True peak:', 'Sample peak:');
-    expect(parseEbur128Summary(sampled)).toEqual({ integrated: -30.3, lra: 4.2, truePeak: null, samplePeak: -5.8 });
+    expect(parseEbur128Summary(sampled)).toEqual({
+      integrated: -30.3,
+      lra: 4.2,
+      truePeak: null,
+      samplePeak: -5.8,
+    });
   });
 
   it('when the input is digital silence, then the peak is null and the loudness the gate floor', () => {
     const silent = SUMMARY.replace('-30.3 LUFS', '-70.0 LUFS').replace('-5.8 dBFS', '-inf dBFS');
     expect(parseEbur128Summary(silent)).toEqual({ integrated: -70, lra: 4.2, truePeak: null });
     expect(parseEbur128Summary('no summary here')).toBeNull();
+  });
+
+  it('when volumedetect reads the oversampled, lowered signal, then the true peak adds the headroom back', () => {
+    expect(parseTruePeak('[Parsed_volumedetect_2 @ 0x1] max_volume: -35.2 dB\n')).toBe(-23.2);
+    expect(parseTruePeak('[Parsed_volumedetect_2 @ 0x1] max_volume: -91.0 dB\n')).toBeNull();
+    expect(parseTruePeak('nothing')).toBeNull();
   });
 
   it('when -progress lines arrive, then out_time_us gives the position in seconds', () => {
@@ -58,12 +72,21 @@ describe('ffmpeg output parsers', () => {
       ],
       format: { format_name: 'mov,mp4,m4a,3gp,3g2,mj2', duration: '3.000000' },
     });
-    expect(parseProbe(json)).toEqual({ duration: 3, formatName: 'mov,mp4,m4a,3gp,3g2,mj2', codec: 'aac', sampleRate: 44100, channels: 2, hasVideo: true });
+    expect(parseProbe(json)).toEqual({
+      duration: 3,
+      formatName: 'mov,mp4,m4a,3gp,3g2,mj2',
+      codec: 'aac',
+      sampleRate: 44100,
+      channels: 2,
+      hasVideo: true,
+    });
     expect(parseProbe(JSON.stringify({ streams: [{ codec_type: 'video' }], format: {} }))).toBeNull();
   });
 
   it('when ffprobe rejects a file, then the verdict is its reason without our path', () => {
-    expect(probeVerdict('/data/uploads/abc.bin: Invalid data found when processing input\n')).toBe('Invalid data found when processing input');
+    expect(probeVerdict('/data/uploads/abc.bin: Invalid data found when processing input\n')).toBe(
+      'Invalid data found when processing input',
+    );
   });
 });
 
@@ -77,9 +100,12 @@ describe('output plan', () => {
     ['m4a', 96000, false, 48000],
     ['flac', 96000, false, 96000],
     ['wav', 44100, true, 16000],
-  ] as const)('when the format is %s and the input %i Hz (16k: %s), then the output is %i Hz', (format, rate, to16k, expected) => {
-    expect(outputSampleRate(format, rate, to16k)).toBe(expected);
-  });
+  ] as const)(
+    'when the format is %s and the input %i Hz (16k: %s), then the output is %i Hz',
+    (format, rate, to16k, expected) => {
+      expect(outputSampleRate(format, rate, to16k)).toBe(expected);
+    },
+  );
 
   it('when the input has 6 channels, then lossy outputs are stereo, lossless keep them, mono is one', () => {
     expect(planOutput('opus', { sampleRate: 48000, channels: 6 }, ['remove_noise']).channels).toBe(2);
@@ -113,38 +139,88 @@ describe('gain plan', () => {
   });
 
   it('when a loud input needs a cut, then the gain is negative and no limiter runs', () => {
-    expect(planGain({ integrated: -7, lra: 2, truePeak: 0.3 }, -16, -1.5, 'mp3')).toEqual({ gainDb: -9, limitDb: null });
+    expect(planGain({ integrated: -7, lra: 2, truePeak: 0.3 }, -16, -1.5, 'mp3')).toEqual({
+      gainDb: -9,
+      limitDb: null,
+    });
   });
 
   it('when only the sample peak is known, then the true peak is estimated 1 dB above it', () => {
-    expect(planGain({ integrated: -30, lra: 3, truePeak: null, samplePeak: -17 }, -16, -1.5, 'wav').limitDb).toBeNull();
-    expect(planGain({ integrated: -30, lra: 3, truePeak: null, samplePeak: -16 }, -16, -1.5, 'wav').limitDb).toBe(-2.6);
+    expect(
+      planGain({ integrated: -30, lra: 3, truePeak: null, samplePeak: -17 }, -16, -1.5, 'wav').limitDb,
+    ).toBeNull();
+    expect(
+      planGain({ integrated: -30, lra: 3, truePeak: null, samplePeak: -16 }, -16, -1.5, 'wav').limitDb,
+    ).toBe(-2.6);
   });
 
   it('when the input is silent, then nothing is amplified', () => {
-    expect(planGain({ integrated: -70, lra: 0, truePeak: null }, -16, -1.5, 'opus')).toEqual({ gainDb: 0, limitDb: null });
+    expect(planGain({ integrated: -70, lra: 0, truePeak: null }, -16, -1.5, 'opus')).toEqual({
+      gainDb: 0,
+      limitDb: null,
+    });
   });
 });
 
 describe('ffmpeg arguments', () => {
   const plan = planOutput('mp3', { sampleRate: 44100, channels: 2 }, ['normalize_volume']);
 
-  it('when measuring, then the filters end in ebur128 with the cheap sample peak and nothing is written', () => {
-    const args = measureArgs('/data/uploads/x.mp3', ['highpass=f=80']);
-    expect(args).toContain('[0:a:0]highpass=f=80,ebur128=peak=sample:framelog=verbose[m]');
+  it('when measuring, then the filters end in ebur128 with true peak and nothing is written', () => {
+    const args = measureArgs('/data/uploads/x.mp3', ['highpass=f=80'], 'true');
+    expect(args).toContain('[0:a:0]highpass=f=80,ebur128=peak=true:framelog=verbose[m]');
     expect(args.slice(-3)).toEqual(['-f', 'null', '-']);
-    expect(args.slice(args.indexOf('-progress'), args.indexOf('-progress') + 2)).toEqual(['-progress', 'pipe:1']);
+    expect(args.slice(args.indexOf('-progress'), args.indexOf('-progress') + 2)).toEqual([
+      '-progress',
+      'pipe:1',
+    ]);
+    expect(measureArgs('/in.mp3', [], 'sample')).toContain('[0:a:0]ebur128=peak=sample:framelog=verbose[m]');
   });
 
-  it('when encoding with taps, then the input is tapped before the gain and the output right before the encoder', () => {
-    const taps = { input: { path: '/w/in.f32', sampleRate: 44100, channels: 2 }, output: { path: '/w/out.f32', sampleRate: 44100, channels: 2 } };
-    const args = encodeArgs({ input: '/in.wav', output: '/w/out.mp3', plan, pre: ['highpass=f=80'], gain: ['volume=3.00dB'], taps });
-    expect(args).toContain('[0:a:0]highpass=f=80,asplit=2[pre][itap];[pre]volume=3.00dB,aresample=44100,asplit=2[out][otap]');
-    expect(args.slice(-22)).toEqual([
-      '-map', '[itap]', '-ar', '44100', '-ac', '2', '-c:a', 'pcm_f32le', '-f', 'f32le', '/w/in.f32',
-      '-map', '[otap]', '-ar', '44100', '-ac', '2', '-c:a', 'pcm_f32le', '-f', 'f32le', '/w/out.f32',
+  it('when encoding with a tap, then the graph splits right before the encoder and the tap is float PCM', () => {
+    const tap = { path: '/w/encoded.f32', sampleRate: 44100, channels: 2 };
+    const args = encodeArgs({
+      input: '/in.wav',
+      output: '/w/out.mp3',
+      plan,
+      pre: ['highpass=f=80'],
+      gain: ['volume=3.00dB'],
+      tap,
+    });
+    expect(args).toContain('[0:a:0]highpass=f=80,volume=3.00dB,aresample=44100,asplit=2[out][tap]');
+    expect(args.slice(-11)).toEqual([
+      '-map',
+      '[tap]',
+      '-ar',
+      '44100',
+      '-ac',
+      '2',
+      '-c:a',
+      'pcm_f32le',
+      '-f',
+      'f32le',
+      '/w/encoded.f32',
     ]);
     expect(args.indexOf('/w/out.mp3')).toBeGreaterThan(args.indexOf('libmp3lame'));
+  });
+
+  it('when the tap is measured, then loudness comes from ebur128 and the true peak from 4x oversampling', () => {
+    const args = measurePcmArgs('/w/encoded.f32', 48000, 2);
+    expect(args.slice(args.indexOf('-i') - 6, args.indexOf('-i') + 2)).toEqual([
+      '-f',
+      'f32le',
+      '-ar',
+      '48000',
+      '-ac',
+      '2',
+      '-i',
+      '/w/encoded.f32',
+    ]);
+    expect(args).toContain(
+      '[0]asplit=2[l][p];[l]ebur128=peak=none:framelog=verbose[lo];[p]aresample=192000:filter_size=32,volume=-12dB,volumedetect[po]',
+    );
+    expect(truePeakArgs('/in.wav', ['highpass=f=80'], 44100)).toContain(
+      '[0:a:0]highpass=f=80,aresample=192000:filter_size=32,volume=-12dB,volumedetect[p]',
+    );
   });
 
   it('when encoding without taps or filters, then the graph is one chain with the resample', () => {

@@ -19,7 +19,12 @@ import { run } from '@media-jobs/libs/testing';
 import { parseEbur128Summary, type Loudness } from '../src/ffmpeg.js';
 
 /** Makes an audio fixture with ffmpeg from lavfi sources: `inputs` are `-f lavfi -i` sources, `graph` a filter_complex ending in [out]. */
-export async function makeAudio(out: string, inputs: string[], graph: string, extra: string[] = []): Promise<string> {
+export async function makeAudio(
+  out: string,
+  inputs: string[],
+  graph: string,
+  extra: string[] = [],
+): Promise<string> {
   const args = ['-hide_banner', '-loglevel', 'error', '-y'];
   for (const i of inputs) args.push('-f', 'lavfi', '-i', i);
   await run('ffmpeg', [...args, '-filter_complex', graph, '-map', '[out]', ...extra, out]);
@@ -29,6 +34,15 @@ export async function makeAudio(out: string, inputs: string[], graph: string, ex
 /** Speech-like: a 220 Hz voice with a syllable rhythm, about -40 LUFS, with 2 ms clicks up to -6 dBFS once a second. */
 export function quietWithPeaks(out: string, seconds = 8): Promise<string> {
   const expr = `0.02*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*4*t))+if(lt(mod(t\\,1)\\,0.002)\\,0.5*sin(2*PI*2000*t)\\,0)`;
+  return makeAudio(out, [`aevalsrc=exprs=${expr}|${expr}:s=48000:d=${seconds}`], '[0]anull[out]');
+}
+
+/**
+ * Quiet speech-like audio with 3 ms bursts at 12 kHz sampled 45 degrees off their crests:
+ * about -37 LUFS, sample peak -21.6 dBFS, true peak -18.4 dBTP (3 dB of inter-sample peak).
+ */
+export function interSamplePeaks(out: string, seconds = 8): Promise<string> {
+  const expr = `0.02*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*4*t))+if(lt(mod(t\\,1)\\,0.003)\\,0.1*sin(2*PI*12000*t+PI/4)\\,0)`;
   return makeAudio(out, [`aevalsrc=exprs=${expr}|${expr}:s=48000:d=${seconds}`], '[0]anull[out]');
 }
 
@@ -45,18 +59,35 @@ export function loudNoise(out: string, seconds = 8): Promise<string> {
 export function toneWithNoise(out: string, seconds = 6): Promise<string> {
   return makeAudio(
     out,
-    [`sine=frequency=1000:sample_rate=48000:duration=${seconds}`, `anoisesrc=color=white:amplitude=0.02:sample_rate=48000:duration=${seconds}:seed=3`],
+    [
+      `sine=frequency=1000:sample_rate=48000:duration=${seconds}`,
+      `anoisesrc=color=white:amplitude=0.02:sample_rate=48000:duration=${seconds}:seed=3`,
+    ],
     '[0]volume=2.5[t];[t][1]amix=inputs=2:normalize=0,pan=stereo|c0=c0|c1=c0[out]',
   );
 }
 
 export function tone(out: string, hz: number, seconds = 4, rate = 48000): Promise<string> {
-  return makeAudio(out, [`sine=frequency=${hz}:sample_rate=${rate}:duration=${seconds}`], '[0]volume=2,pan=stereo|c0=c0|c1=c0[out]');
+  return makeAudio(
+    out,
+    [`sine=frequency=${hz}:sample_rate=${rate}:duration=${seconds}`],
+    '[0]volume=2,pan=stereo|c0=c0|c1=c0[out]',
+  );
 }
 
 /** EBU R128 loudness and true peak of a file, measured by ffmpeg. */
 export async function loudnessOf(path: string): Promise<Loudness> {
-  const { stderr } = await run('ffmpeg', ['-hide_banner', '-nostats', '-i', path, '-af', 'ebur128=peak=true:framelog=verbose', '-f', 'null', '-']);
+  const { stderr } = await run('ffmpeg', [
+    '-hide_banner',
+    '-nostats',
+    '-i',
+    path,
+    '-af',
+    'ebur128=peak=true:framelog=verbose',
+    '-f',
+    'null',
+    '-',
+  ]);
   const l = parseEbur128Summary(stderr);
   if (!l) throw new Error(`no ebur128 summary for ${path}`);
   return l;
@@ -64,7 +95,17 @@ export async function loudnessOf(path: string): Promise<Loudness> {
 
 /** Mean volume (dB) of a file after `filter`, skipping the first half second (filter settling). */
 export async function meanVolume(path: string, filter = 'anull'): Promise<number> {
-  const { stderr } = await run('ffmpeg', ['-hide_banner', '-nostats', '-i', path, '-af', `${filter},atrim=start=0.5,volumedetect`, '-f', 'null', '-']);
+  const { stderr } = await run('ffmpeg', [
+    '-hide_banner',
+    '-nostats',
+    '-i',
+    path,
+    '-af',
+    `${filter},atrim=start=0.5,volumedetect`,
+    '-f',
+    'null',
+    '-',
+  ]);
   const m = /mean_volume:\s+(-?[\d.]+|-inf) dB/.exec(stderr);
   if (!m?.[1]) throw new Error(`no volumedetect output for ${path}`);
   return m[1] === '-inf' ? -Infinity : Number(m[1]);
@@ -74,7 +115,6 @@ export interface Submitter {
   store: JobStore;
   submit(file: string, operations: Operation[], format?: OutputFormat, ext?: string): Promise<JobRecord>;
   waitFor(id: string, status: JobRecord['status'], timeoutMs?: number): Promise<JobRecord>;
-  close(): void;
 }
 
 /** Creates normalize jobs as the gateway would (upload copy, claim, upload reference, enqueue), without HTTP. */
@@ -89,7 +129,10 @@ export function submitter(nc: NatsConnection, redis: Redis, dataDir: string, def
       const bytes = await readFile(file);
       const sha256 = createHash('sha256').update(bytes).digest('hex');
       await copyFile(file, join(storage.uploads, `${sha256}.${ext}`));
-      const id = normalizeJobId(sha256, operationsSlug({ operations, format, targetLufs: defaultTarget, defaultTargetLufs: defaultTarget }));
+      const id = normalizeJobId(
+        sha256,
+        operationsSlug({ operations, format, targetLufs: defaultTarget, defaultTargetLufs: defaultTarget }),
+      );
       const request = {
         upload: { sha256, ext, size: (await stat(file)).size, original_name: null },
         operations: [...operations].sort(),
@@ -108,13 +151,19 @@ export function submitter(nc: NatsConnection, redis: Redis, dataDir: string, def
       for (;;) {
         const job = await store.get('normalize', id);
         if (job?.record.status === status) return job.record;
-        if (job && (job.record.status === 'failed' || job.record.status === 'completed') && job.record.status !== status) {
-          throw new Error(`job ${id} ended ${job.record.status}: ${JSON.stringify(job.record.error ?? job.record.result)}`);
+        if (
+          job &&
+          (job.record.status === 'failed' || job.record.status === 'completed') &&
+          job.record.status !== status
+        ) {
+          throw new Error(
+            `job ${id} ended ${job.record.status}: ${JSON.stringify(job.record.error ?? job.record.result)}`,
+          );
         }
-        if (Date.now() > deadline) throw new Error(`job ${id} not ${status} within ${timeoutMs} ms: ${JSON.stringify(job?.record)}`);
+        if (Date.now() > deadline)
+          throw new Error(`job ${id} not ${status} within ${timeoutMs} ms: ${JSON.stringify(job?.record)}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     },
-    close() {},
   };
 }

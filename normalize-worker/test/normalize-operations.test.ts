@@ -6,7 +6,17 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { ffprobe, makeMp4, run, startPlatform, type Platform } from '@media-jobs/libs/testing';
 import { startNormalizeWorker, type NormalizeWorker } from '../src/worker.js';
-import { loudNoise, loudnessOf, meanVolume, quietWithPeaks, submitter, tone, toneWithNoise, type Submitter } from './helpers.js';
+import {
+  interSamplePeaks,
+  loudNoise,
+  loudnessOf,
+  meanVolume,
+  quietWithPeaks,
+  submitter,
+  tone,
+  toneWithNoise,
+  type Submitter,
+} from './helpers.js';
 
 let platform: Platform;
 let worker: NormalizeWorker;
@@ -37,7 +47,11 @@ afterAll(async () => {
 
 const outputPath = (file: unknown) => join(platform.dataDir, 'normalized', String(file));
 
-async function runJob(file: string, ops: Parameters<Submitter['submit']>[1], format?: Parameters<Submitter['submit']>[2]) {
+async function runJob(
+  file: string,
+  ops: Parameters<Submitter['submit']>[1],
+  format?: Parameters<Submitter['submit']>[2],
+) {
   const record = await jobs.submit(file, ops, format);
   const done = await jobs.waitFor(record.id, 'completed');
   const result = done.result as Record<string, any>;
@@ -48,20 +62,42 @@ describe('normalize_volume', () => {
   it.each([
     ['a quiet input with sharp peaks', quietWithPeaks, true],
     ['a loud input', loudNoise, false],
-  ])('when %s is normalized, then the output is within 1 LU of the target under the true-peak ceiling', async (name, make, limited) => {
-    const input = await make(join(fixtures, `${name.replace(/\W+/g, '-')}.wav`));
-    const before = await loudnessOf(input);
-    const { result, path } = await runJob(input, ['normalize_volume']);
-    const after = await loudnessOf(path);
-    expect(Math.abs(before.integrated - TARGET)).toBeGreaterThan(5);
-    expect(Math.abs(after.integrated - TARGET)).toBeLessThanOrEqual(1);
-    expect(after.truePeak).not.toBeNull();
+  ])(
+    'when %s is normalized, then the output is within 1 LU of the target under the true-peak ceiling',
+    async (name, make, limited) => {
+      const input = await make(join(fixtures, `${name.replace(/\W+/g, '-')}.wav`));
+      const before = await loudnessOf(input);
+      const { result, path } = await runJob(input, ['normalize_volume']);
+      const after = await loudnessOf(path);
+      expect(Math.abs(before.integrated - TARGET)).toBeGreaterThan(5);
+      expect(Math.abs(after.integrated - TARGET)).toBeLessThanOrEqual(1);
+      expect(after.truePeak).not.toBeNull();
+      expect(after.truePeak as number).toBeLessThanOrEqual(CEILING + 0.2);
+      expect(result.loudness.input.integrated_lufs).toBeCloseTo(before.integrated, 0);
+      expect(Math.abs(result.loudness.output.integrated_lufs - TARGET)).toBeLessThanOrEqual(1);
+      expect(result.loudness.output.true_peak_dbtp).toBeLessThanOrEqual(CEILING + 0.2);
+      expect(result.loudness.limiter).toBe(limited);
+      expect(result).toMatchObject({ format: 'opus', codec: 'opus', sample_rate: 48000, channels: 2 });
+    },
+  );
+});
+
+describe('normalize_volume verification', () => {
+  it('when inter-sample peaks pass the sample-peak limiter, then the output check lowers its level until the true peak is under the ceiling', async () => {
+    const input = await interSamplePeaks(join(fixtures, 'inter-sample.wav'));
+    // 3 dB of inter-sample peak: a limit 1 dB under the ceiling is not enough on the first run.
+    const record = await submitter(nc, redis, platform.dataDir, -19).submit(
+      input,
+      ['normalize_volume'],
+      'wav',
+    );
+    const done = await jobs.waitFor(record.id, 'completed');
+    const result = done.result as Record<string, any>;
+    expect(result.loudness.limiter).toBe(true);
+    expect(result.loudness.corrections).toBeGreaterThanOrEqual(1);
+    const after = await loudnessOf(outputPath(result.file));
+    expect(Math.abs(after.integrated + 19)).toBeLessThanOrEqual(1);
     expect(after.truePeak as number).toBeLessThanOrEqual(CEILING + 0.2);
-    expect(result.loudness.input.integrated_lufs).toBeCloseTo(before.integrated, 0);
-    expect(Math.abs(result.loudness.output.integrated_lufs - TARGET)).toBeLessThanOrEqual(1);
-    expect(result.loudness.output.true_peak_dbtp).toBeLessThanOrEqual(CEILING + 0.2);
-    expect(result.loudness.limiter).toBe(limited);
-    expect(result).toMatchObject({ format: 'opus', codec: 'opus', sample_rate: 48000, channels: 2 });
   });
 });
 
@@ -72,7 +108,9 @@ describe('filters', () => {
     const noise = 'highpass=f=3000:poles=2,highpass=f=3000:poles=2';
     const toneBand = 'bandpass=f=1000:width_type=q:w=20';
     expect((await meanVolume(input, noise)) - (await meanVolume(path, noise))).toBeGreaterThanOrEqual(6);
-    expect(Math.abs((await meanVolume(input, toneBand)) - (await meanVolume(path, toneBand)))).toBeLessThanOrEqual(1);
+    expect(
+      Math.abs((await meanVolume(input, toneBand)) - (await meanVolume(path, toneBand))),
+    ).toBeLessThanOrEqual(1);
   });
 
   it('when highpass_filter runs, then a 30 Hz tone drops by at least 20 dB and a 1 kHz tone stays within 1 dB', async () => {
@@ -100,12 +138,15 @@ describe('formats and inputs', () => {
     ['m4a', 'aac', '44100'],
     ['wav', 'pcm_s16le', '44100'],
     ['opus', 'opus', '48000'],
-  ] as const)('when the format is %s, then the file has codec %s and keeps a sample rate the format allows', async (format, codec, rate) => {
-    const input = await tone(join(fixtures, `tone-44k-${format}.wav`), 440, 2, 44100);
-    const { path } = await runJob(input, ['convert_to_mono'], format);
-    const probe = await ffprobe(path);
-    expect(probe.streams[0]).toMatchObject({ codec_name: codec, sample_rate: rate, channels: 1 });
-  });
+  ] as const)(
+    'when the format is %s, then the file has codec %s and keeps a sample rate the format allows',
+    async (format, codec, rate) => {
+      const input = await tone(join(fixtures, `tone-44k-${format}.wav`), 440, 2, 44100);
+      const { path } = await runJob(input, ['convert_to_mono'], format);
+      const probe = await ffprobe(path);
+      expect(probe.streams[0]).toMatchObject({ codec_name: codec, sample_rate: rate, channels: 1 });
+    },
+  );
 
   it('when the input is a 192 kHz file and the format is mp3, then the output is 48 kHz, not 192 kHz', async () => {
     const input = await tone(join(fixtures, 'tone-192k.wav'), 440, 2, 192000);

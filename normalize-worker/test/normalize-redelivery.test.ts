@@ -5,7 +5,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
-import { ffprobe, spawnService, startPlatform, type Platform, type ServiceProcess } from '@media-jobs/libs/testing';
+import {
+  ffprobe,
+  spawnService,
+  startPlatform,
+  type Platform,
+  type ServiceProcess,
+} from '@media-jobs/libs/testing';
 import { startNormalizeWorker, type NormalizeWorker } from '../src/worker.js';
 import { makeAudio, submitter, type Submitter } from './helpers.js';
 
@@ -25,7 +31,11 @@ beforeAll(async () => {
   jobs = submitter(nc, redis, platform.dataDir);
   fixtures = await mkdtemp(join(tmpdir(), 'mj-norm-kill-'));
   // Long enough that denoising it takes several seconds on a busy machine.
-  longInput = await makeAudio(join(fixtures, 'long.wav'), ['anoisesrc=color=pink:amplitude=0.2:sample_rate=48000:duration=150:seed=5'], '[0]pan=stereo|c0=c0|c1=c0[out]');
+  longInput = await makeAudio(
+    join(fixtures, 'long.wav'),
+    ['anoisesrc=color=pink:amplitude=0.2:sample_rate=48000:duration=150:seed=5'],
+    '[0]pan=stereo|c0=c0|c1=c0[out]',
+  );
 });
 
 afterAll(async () => {
@@ -40,13 +50,34 @@ afterAll(async () => {
 /** Pids of the direct children of a process (the ffmpeg runs of a worker). */
 function childPids(pid: number): number[] {
   try {
-    return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)]).toString().split('\n').map(Number).filter(Boolean);
+    return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)])
+      .toString()
+      .split('\n')
+      .map(Number)
+      .filter(Boolean);
   } catch {
     return []; // ps exits 1 when there are none
   }
 }
 
-async function until<T>(what: string, probe: () => Promise<T | null | undefined>, timeoutMs = 30_000): Promise<T> {
+/** ffmpeg processes this test process started (through an in-process worker) that still run. */
+function ffmpegChildren(): number[] {
+  return childPids(process.pid).filter((pid) => {
+    try {
+      return execFileSync('ps', ['-o', 'comm=', '-p', String(pid)])
+        .toString()
+        .includes('ffmpeg');
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | null | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -92,6 +123,24 @@ describe('normalize worker failures', () => {
     await second.stop();
   }, 90_000);
 
+  it('when the worker shuts down mid-job past its grace period, then ffmpeg is stopped and the job is handed back', async () => {
+    const worker = await startNormalizeWorker(platform.config({ SHUTDOWN_GRACE_SECONDS: '0.2' }));
+    const record = await jobs.submit(longInput, ['remove_noise', 'convert_to_mono']);
+    await until('progress', async () => {
+      const job = await jobs.store.get('normalize', record.id);
+      return job?.record.status === 'processing' && job.record.progress > 0;
+    });
+    await worker.stop();
+    expect(ffmpegChildren()).toEqual([]);
+    const job = await jobs.store.get('normalize', record.id);
+    expect(job?.record).toMatchObject({ status: 'queued', progress: 0 });
+    // Another worker takes it over from the queue.
+    const next = await startNormalizeWorker(platform.config());
+    workers.push(next);
+    expect((await jobs.waitFor(record.id, 'completed', 60_000)).attempts).toBe(2);
+    await next.stop();
+  }, 80_000);
+
   it('when a job outlasts NORMALIZE_TIMEOUT_SECONDS, then ffmpeg is killed, the job fails and tmp is clean', async () => {
     await rm(join(platform.dataDir, 'tmp'), { recursive: true, force: true });
     const worker = await startNormalizeWorker(platform.config({ NORMALIZE_TIMEOUT_SECONDS: '1' }));
@@ -101,7 +150,9 @@ describe('normalize worker failures', () => {
     expect(failed.error?.code).toBe('normalize.timeout');
     const ffmpegs = childPids(process.pid).filter((pid) => {
       try {
-        return execFileSync('ps', ['-o', 'comm=', '-p', String(pid)]).toString().includes('ffmpeg');
+        return execFileSync('ps', ['-o', 'comm=', '-p', String(pid)])
+          .toString()
+          .includes('ffmpeg');
       } catch {
         return false;
       }

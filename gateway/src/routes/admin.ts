@@ -39,14 +39,24 @@ export function isLoopback(address: string | undefined): boolean {
  * (compared in constant time, on digests so the length leaks nothing either); without it,
  * loopback clients only. Returns the error to answer with, or null.
  */
-export function adminAccessError(config: Pick<Config, 'adminToken'>, remoteAddress: string | undefined, authorization: string | undefined): AppError | null {
+export function adminAccessError(
+  config: Pick<Config, 'adminToken'>,
+  remoteAddress: string | undefined,
+  authorization: string | undefined,
+): AppError | null {
   if (config.adminToken) {
     const match = /^Bearer\s+(.+)$/i.exec(authorization ?? '');
     if (match?.[1] && timingSafeEqual(digest(match[1].trim()), digest(config.adminToken))) return null;
-    return new AppError('admin.unauthorized', 'admin endpoints need Authorization: Bearer <ADMIN_TOKEN>', { status: 401 });
+    return new AppError('admin.unauthorized', 'admin endpoints need Authorization: Bearer <ADMIN_TOKEN>', {
+      status: 401,
+    });
   }
   if (isLoopback(remoteAddress)) return null;
-  return new AppError('admin.forbidden', 'admin endpoints answer loopback clients only while ADMIN_TOKEN is unset', { status: 403 });
+  return new AppError(
+    'admin.forbidden',
+    'admin endpoints answer loopback clients only while ADMIN_TOKEN is unset',
+    { status: 403 },
+  );
 }
 
 function adminGuard(config: Config): RequestHandler {
@@ -84,7 +94,12 @@ async function collectStats(deps: GatewayDeps): Promise<Record<string, unknown>>
     cache,
     disk,
     last_sweep: lastSweep ? (JSON.parse(lastSweep) as unknown) : null,
-    services: services.map(({ service, instance, at, config }) => ({ service, instance, announced_at: at, config })),
+    services: services.map(({ service, instance, at, config }) => ({
+      service,
+      instance,
+      announced_at: at,
+      config,
+    })),
     disagreements: configDisagreements(services),
   };
 }
@@ -92,7 +107,10 @@ async function collectStats(deps: GatewayDeps): Promise<Record<string, unknown>>
 type Counts = Record<JobKind, Record<JobStatus | 'total', number>>;
 
 /** Live jobs by kind and status, read from the index in batches; expired ones still awaiting the sweep apart. */
-async function countJobs(redis: Redis, now: number): Promise<{ by_kind: Counts; awaiting_sweep: number; complete: boolean }> {
+async function countJobs(
+  redis: Redis,
+  now: number,
+): Promise<{ by_kind: Counts; awaiting_sweep: number; complete: boolean }> {
   const byKind = Object.fromEntries(
     JOB_KINDS.map((k) => [k, Object.fromEntries([...JOB_STATUSES, 'total'].map((s) => [s, 0]))]),
   ) as Counts;
@@ -126,7 +144,9 @@ function safeJson(raw: string): unknown {
 async function diskUsage(deps: GatewayDeps): Promise<Record<string, { files: number; bytes: number }>> {
   const { downloads, uploads, normalized, tmp } = deps.storage;
   const entries = await Promise.all(
-    Object.entries({ downloads, uploads, normalized, tmp }).map(async ([name, dir]) => [name, await folderUsage(dir)] as const),
+    Object.entries({ downloads, uploads, normalized, tmp }).map(
+      async ([name, dir]) => [name, await folderUsage(dir)] as const,
+    ),
   );
   return Object.fromEntries(entries);
 }
@@ -147,7 +167,10 @@ async function folderUsage(dir: string): Promise<{ files: number; bytes: number 
       usage.bytes += inner.bytes;
     } else {
       usage.files += 1;
-      usage.bytes += await lstat(path).then((st) => st.size, () => 0);
+      usage.bytes += await lstat(path).then(
+        (st) => st.size,
+        () => 0,
+      );
     }
   }
   return usage;
@@ -157,19 +180,32 @@ async function folderUsage(dir: string): Promise<{ files: number; bytes: number 
 async function requestCleanup(deps: GatewayDeps): Promise<unknown> {
   let reply;
   try {
-    reply = await deps.nc.request(JANITOR_SUBJECTS.cleanupRequest, JSON.stringify({ trigger: 'admin' }), { timeout: CLEANUP_TIMEOUT_MS });
+    reply = await deps.nc.request(JANITOR_SUBJECTS.cleanupRequest, JSON.stringify({ trigger: 'admin' }), {
+      timeout: CLEANUP_TIMEOUT_MS,
+    });
   } catch (err) {
-    const noJanitor = /no responders/i.test(errorMessage(err)) || (err as { isNoResponders?: () => boolean }).isNoResponders?.() === true;
+    const noJanitor =
+      /no responders/i.test(errorMessage(err)) ||
+      (err as { isNoResponders?: () => boolean }).isNoResponders?.() === true;
     throw new AppError(
       noJanitor ? 'janitor.unavailable' : 'janitor.timeout',
-      noJanitor ? 'no janitor is running to sweep' : `the janitor did not answer within ${CLEANUP_TIMEOUT_MS / 1000} s`,
+      noJanitor
+        ? 'no janitor is running to sweep'
+        : `the janitor did not answer within ${CLEANUP_TIMEOUT_MS / 1000} s`,
       { status: 503, retryable: true, cause: err },
     );
   }
   const body = reply.json<{ ok: boolean; summary?: { skipped?: boolean }; error?: { message: string } }>();
-  if (!body.ok) throw new AppError('janitor.sweep_failed', body.error?.message ?? 'the sweep failed', { status: 503, retryable: true });
+  if (!body.ok)
+    throw new AppError('janitor.sweep_failed', body.error?.message ?? 'the sweep failed', {
+      status: 503,
+      retryable: true,
+    });
   if (body.summary?.skipped) {
-    throw new AppError('janitor.busy', 'another janitor has been sweeping for a while; try again later', { status: 409, details: body.summary });
+    throw new AppError('janitor.busy', 'another janitor has been sweeping for a while; try again later', {
+      status: 409,
+      details: body.summary,
+    });
   }
   return body.summary;
 }

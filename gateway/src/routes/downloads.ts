@@ -26,8 +26,12 @@ export function downloadRoutes(deps: GatewayDeps): Router {
     }
     const { quality } = parsed.data;
     const url = parseSubmittedUrl(parsed.data.url);
-    if (!deps.config.allowPrivateUrls) await assertPublicUrl(url);
     const id = downloadJobId(url, quality);
+    if (!deps.config.allowPrivateUrls) {
+      // A live job was checked when it was created: only a new one needs the DNS look-up.
+      const live = await deps.store.get('download', id);
+      if (!live || live.record.status === 'failed') await assertPublicUrl(url);
+    }
     const submission = await submitJob(deps, 'download', id, { url: url.href, quality });
     res.status(submission.status).json(submission.body);
   });

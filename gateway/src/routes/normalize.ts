@@ -1,7 +1,13 @@
 import { rm } from 'node:fs/promises';
 import { Router, type RequestHandler } from 'express';
 import multer from 'multer';
-import { badRequest, normalizeJobId, operationsSlug, retainUpload, type NormalizeRequest } from '@media-jobs/libs';
+import {
+  badRequest,
+  normalizeJobId,
+  operationsSlug,
+  retainUpload,
+  type NormalizeRequest,
+} from '@media-jobs/libs';
 import type { GatewayDeps } from '../deps.js';
 import { submitJob } from '../submit.js';
 import { parseNormalizeForm } from '../upload-form.js';
@@ -33,7 +39,11 @@ export function normalizeRoutes(deps: GatewayDeps): Router {
   router.post('/normalize', receiveUpload(deps), async (req, res) => {
     const file = req.file as (Express.Multer.File & ReceivedFile) | undefined;
     try {
-      if (!file) throw badRequest('normalize.missing_file', 'send the audio or video as multipart/form-data field "file"');
+      if (!file)
+        throw badRequest(
+          'normalize.missing_file',
+          'send the audio or video as multipart/form-data field "file"',
+        );
       if (file.size === 0) throw badRequest('normalize.empty_file', 'the uploaded file is empty');
       const form = parseNormalizeForm(req.body, deps.config.normalizeTargetLufs);
       const stored = await storeUpload(deps.storage, file);
@@ -45,7 +55,12 @@ export function normalizeRoutes(deps: GatewayDeps): Router {
       });
       const id = normalizeJobId(file.sha256, slug);
       const request: NormalizeRequest = {
-        upload: { sha256: file.sha256, ext: stored.ext, size: file.size, original_name: file.originalname.slice(0, 255) || null },
+        upload: {
+          sha256: file.sha256,
+          ext: stored.ext,
+          size: file.size,
+          original_name: file.originalname.slice(0, 255) || null,
+        },
         operations: form.operations,
         format: form.format,
         target_lufs: form.targetLufs,

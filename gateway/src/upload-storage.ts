@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,7 +27,11 @@ export function uploadTooLarge(maxBytes: number): AppError {
   });
 }
 
-/** Counts, hashes and keeps the head of the bytes as they pass on to the disk; over the limit it fails. */
+/**
+ * Counts, hashes and keeps the head of the bytes as they pass on to the disk. Past the limit
+ * it drops the rest rather than failing: destroying busboy's file stream would make multer
+ * answer before the partial file is removed.
+ */
 function meter(maxBytes: number) {
   const hash = createHash('sha256');
   const head: Buffer[] = [];
@@ -35,7 +40,7 @@ function meter(maxBytes: number) {
   const stream = new Transform({
     transform(chunk: Buffer, _encoding, next) {
       size += chunk.length;
-      if (size > maxBytes) return next(uploadTooLarge(maxBytes));
+      if (size > maxBytes) return next();
       hash.update(chunk);
       if (headBytes < SNIFF_BYTES) {
         head.push(chunk.subarray(0, SNIFF_BYTES - headBytes));
@@ -44,7 +49,11 @@ function meter(maxBytes: number) {
       next(null, chunk);
     },
   });
-  return { stream, result: () => ({ size, sha256: hash.digest('hex'), head: Buffer.concat(head) }) };
+  return {
+    stream,
+    tooLarge: () => size > maxBytes,
+    result: () => ({ size, sha256: hash.digest('hex'), head: Buffer.concat(head) }),
+  };
 }
 
 /**
@@ -61,15 +70,18 @@ export function hashingStorage(storage: Storage, maxBytes: number): StorageEngin
     ) {
       const path = join(storage.tmp, `upload-${randomBytes(8).toString('hex')}.part`);
       const m = meter(maxBytes);
-      pipeline(file.stream, m.stream, createWriteStream(path, { flags: 'wx' })).then(
-        () => {
-          const { size, sha256, head } = m.result();
-          cb(null, { path, size, sha256, ext: sniffExtension(head, file.mimetype) });
-        },
-        (err: unknown) => {
-          void rm(path, { force: true }).finally(() => cb(err));
-        },
-      );
+      const out = createWriteStream(path, { flags: 'wx' });
+      const fail = async (err: unknown) => {
+        // The file opens asynchronously: remove it only once the stream has closed.
+        if (!out.closed) await once(out, 'close').catch(() => undefined);
+        await rm(path, { force: true }).catch(() => undefined);
+        cb(err);
+      };
+      pipeline(file.stream, m.stream, out).then(() => {
+        if (m.tooLarge()) return fail(uploadTooLarge(maxBytes));
+        const { size, sha256, head } = m.result();
+        cb(null, { path, size, sha256, ext: sniffExtension(head, file.mimetype) });
+      }, fail);
     },
     _removeFile(_req: Request, file: Express.Multer.File, cb: (error: Error | null) => void) {
       rm(file.path, { force: true }).then(

@@ -246,7 +246,7 @@ describe('POST /normalize input checks', () => {
   );
 
   it('when the file is over MAX_UPLOAD_MB, then it is a 413 and no partial file is left', async () => {
-    const big = Buffer.concat([speech, Buffer.alloc(200_000, 7)]);
+    const big = Buffer.concat([speech, Buffer.alloc(2_000_000, 7)]);
     const before = await uploads();
     const res = await postNormalize([['operations[]', 'normalize_volume']], big, 'big.mp3', smallGateway.url);
     expect(res.status).toBe(413);

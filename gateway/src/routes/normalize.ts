@@ -46,7 +46,6 @@ export function normalizeRoutes(deps: GatewayDeps): Router {
         );
       if (file.size === 0) throw badRequest('normalize.empty_file', 'the uploaded file is empty');
       const form = parseNormalizeForm(req.body, deps.config.normalizeTargetLufs);
-      const stored = await storeUpload(deps.storage, file);
       const slug = operationsSlug({
         operations: form.operations,
         format: form.format,
@@ -57,7 +56,7 @@ export function normalizeRoutes(deps: GatewayDeps): Router {
       const request: NormalizeRequest = {
         upload: {
           sha256: file.sha256,
-          ext: stored.ext,
+          ext: file.ext,
           size: file.size,
           original_name: file.originalname.slice(0, 255) || null,
         },
@@ -65,7 +64,12 @@ export function normalizeRoutes(deps: GatewayDeps): Router {
         format: form.format,
         target_lufs: form.targetLufs,
       };
-      const submission = await submitJob(deps, 'normalize', id, request, () => retainUpload(deps.redis, id));
+      // The upload goes into uploads/ only after this job holds a reference to it, so no sweep
+      // or orphan pass can remove it in between (a live duplicate needs no new copy at all).
+      const submission = await submitJob(deps, 'normalize', id, request, async () => {
+        await retainUpload(deps.redis, id);
+        await storeUpload(deps.storage, file);
+      });
       res.status(submission.status).json(submission.body);
     } finally {
       // Stored or rejected, nothing of this request stays in tmp/ (a no-op once renamed).

@@ -14,6 +14,9 @@ export function createApp(deps: GatewayDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
+  // Job records change as jobs progress, so a JSON ETag saves clients little; hashing every
+  // body costs the hot paths. Files keep theirs (sendFile sets its own).
+  app.set('etag', false);
   app.use(requestLog(deps.logger));
   app.use(healthRoutes(deps));
   app.use(downloadRoutes(deps));

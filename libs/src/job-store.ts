@@ -50,6 +50,19 @@ redis.call('HINCRBY', KEYS[3], ARGV[3] .. ':misses', 1)
 return {1, ARGV[1]}
 `);
 
+// The cache-hit path: returns the live (not failed) record and counts the hit, or nil. Sends
+// no new record, so a hit costs one small round trip. KEYS: record, stats. ARGV: kind.
+const PEEK = new LuaScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+local ok, rec = pcall(cjson.decode, cur)
+if ok and type(rec) == 'table' and rec['status'] ~= 'failed' then
+  redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':hits', 1)
+  return cur
+end
+return false
+`);
+
 // Replaces the record only if it is still exactly what the caller read, so a deleted or
 // re-created job is never overwritten by a stale worker. KEYS: record, index. ARGV: expected, json, expires ms.
 const REPLACE = new LuaScript(`
@@ -126,6 +139,8 @@ export class JobStore {
   /** Atomically creates the job, or returns the live one with that id (a failed one is replaced). */
   async claim(kind: JobKind, id: string, request: Record<string, unknown>): Promise<ClaimResult> {
     const key = jobKey(kind, id);
+    const live = (await PEEK.run(this.redis, [key, CACHE_STATS_KEY], [kind])) as string | null;
+    if (live) return { created: false, job: parse(key, live) };
     const [created, stored] = await retryWhileBusy(
       async () => {
         const record = this.newRecord(kind, id, request);

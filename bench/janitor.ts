@@ -76,11 +76,12 @@ async function loadLive(redis: Redis, storage: Storage): Promise<void> {
       if (i < LIVE_WITH_FILES) writes.push(writeFile(join(storage.root, file), Buffer.alloc(FILE_BYTES)));
     }
     await Promise.all([pipe.exec(), ...writes]);
-    process.stdout.write(
-      `\r  live records: ${start + 10_000} / ${LIVE} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
-    );
+    const line = `  live records: ${start + 10_000} / ${LIVE} (${((Date.now() - started) / 1000).toFixed(1)} s)`;
+    // In a terminal the line updates in place; in a log, one line per 100,000 records.
+    if (process.stdout.isTTY) process.stdout.write(`\r${line}`);
+    else if ((start + 10_000) % 100_000 === 0) process.stdout.write(`${line}\n`);
   }
-  process.stdout.write('\n');
+  if (process.stdout.isTTY) process.stdout.write('\n');
 }
 
 /** 10,000 jobs whose `expires_at` passed an hour ago, each with its files (normalize: result + upload). */

@@ -254,6 +254,9 @@ async function main(): Promise<void> {
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     ALLOW_PRIVATE_URLS: 'true',
     YTDLP_PATH: process.env.YTDLP_PATH ?? '',
+    // autocannon's load comes from one address: per-client limits would turn it into 429s.
+    RATE_LIMIT_PER_MINUTE: '0',
+    RATE_LIMIT_READS_PER_MINUTE: '0',
   });
   const logger = (service: string) => createLogger(service, config);
   const gateway = await startGateway(config, logger('gateway'));
@@ -318,6 +321,7 @@ async function main(): Promise<void> {
     const lines = [
       '',
       `Download benchmark: HLS ${HEIGHTS.join('/')}p, ${VIDEO_SECONDS} s video, quality best; yt-dlp ${version.trim()}; node ${process.version}`,
+      'Rate limiting off (RATE_LIMIT_PER_MINUTE=0, RATE_LIMIT_READS_PER_MINUTE=0): the load comes from one client address.',
       '',
       '(a) one download, median of ' + REPS,
       '  measurement                          median      runs (s)',

@@ -14,6 +14,7 @@ import {
   type Quality,
   type Storage,
 } from '@media-jobs/libs';
+import { startEgressProxy, type EgressProxy, type EgressProxyOptions } from './egress-proxy.js';
 import { probeMedia } from './probe.js';
 import {
   DownloadTracker,
@@ -26,9 +27,11 @@ import {
 } from './yt-dlp.js';
 
 export interface DownloadJobDeps {
-  config: Pick<Config, 'ytDlpPath' | 'ffmpegPath' | 'ffprobePath' | 'maxDownloadBytes'>;
+  config: Pick<Config, 'ytDlpPath' | 'ffmpegPath' | 'ffprobePath' | 'maxDownloadBytes' | 'allowPrivateUrls'>;
   storage: Storage;
   logger: Logger;
+  /** Options of the egress proxy used while ALLOW_PRIVATE_URLS is false (tests inject a policy). */
+  egress?: EgressProxyOptions;
 }
 
 interface DownloadRequest {
@@ -94,18 +97,37 @@ async function runYtDlp(
 ): Promise<Downloaded> {
   const { config } = deps;
   const watch = watchOutput(run, config.maxDownloadBytes, log);
+  // One proxy per run: its refusals belong to this job alone.
+  const proxy: EgressProxy | null = config.allowPrivateUrls
+    ? null
+    : await startEgressProxy({ logger: log, ...deps.egress });
   const args = buildYtDlpArgs({
     url: request.url,
     quality: request.quality,
     workDir: run.workDir,
     ffmpegPath: config.ffmpegPath,
+    ...(proxy ? { proxy: proxy.url } : {}),
   });
-  const exit = await runProcess(config.ytDlpPath, args, {
-    signal: AbortSignal.any([run.signal, watch.overLimit]),
-    cwd: run.workDir,
-    onStdoutLine: watch.onLine,
-    onStderrLine: watch.onLine,
-  });
+  let exit;
+  try {
+    exit = await runProcess(config.ytDlpPath, args, {
+      signal: AbortSignal.any([run.signal, watch.overLimit]),
+      cwd: run.workDir,
+      onStdoutLine: watch.onLine,
+      onStderrLine: watch.onLine,
+    });
+  } finally {
+    await proxy?.close();
+  }
+  const refused = proxy?.refusals[0];
+  if (refused && exit.code !== 0 && !run.signal.aborted) {
+    // A redirect or a re-resolved name led to a private address: retrying cannot help.
+    throw new AppError(
+      'download.private_url',
+      `the download was refused: ${refused.host}${refused.address && refused.address !== refused.host ? ` (${refused.address})` : ''} is a loopback, private or link-local address; set ALLOW_PRIVATE_URLS=true to allow it`,
+      { status: 400, details: { host: refused.host, port: refused.port } },
+    );
+  }
   if (watch.overLimit.aborted) throw tooLarge(config.maxDownloadBytes);
   if (run.signal.aborted) throw new AppError('download.aborted', 'the download was stopped');
   if (exit.signal && watch.errors.length === 0) {

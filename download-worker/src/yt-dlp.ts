@@ -21,6 +21,8 @@ export interface YtDlpArgsOptions {
   workDir: string;
   ffmpegPath: string;
   socketTimeoutSeconds?: number;
+  /** Every connection goes through this proxy (the worker's egress proxy), redirects included. */
+  proxy?: string;
 }
 
 /**
@@ -80,6 +82,7 @@ export function buildYtDlpArgs(options: YtDlpArgsOptions): string[] {
     ...formatArgs(options.quality),
   ];
   if (options.ffmpegPath !== 'ffmpeg') args.push('--ffmpeg-location', options.ffmpegPath);
+  if (options.proxy) args.push('--proxy', options.proxy);
   args.push('--', options.url);
   return args;
 }

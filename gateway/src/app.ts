@@ -1,29 +1,43 @@
 import express, { type Express } from 'express';
+import { apiKeyGuard } from './api-keys.js';
 import type { GatewayDeps } from './deps.js';
 import { errorHandler, notFoundRoute } from './errors.js';
+import { rateLimits } from './rate-limit.js';
 import { requestLog } from './request-log.js';
 import { adminRoutes } from './routes/admin.js';
+import { docsRoutes } from './routes/docs.js';
 import { downloadRoutes } from './routes/downloads.js';
 import { healthRoutes } from './routes/health.js';
 import { jobEventRoutes } from './routes/job-events.js';
 import { jobRoutes } from './routes/jobs.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { normalizeRoutes } from './routes/normalize.js';
+import { securityHeaders } from './security-headers.js';
 
 /** The HTTP API of DESIGN.md. Routes are thin; the work is in libs and the workers. */
 export function createApp(deps: GatewayDeps): Express {
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', false);
+  // TRUST_PROXY names the load balancers whose X-Forwarded-For gives req.ip (rate-limit identity).
+  const { trustProxy } = deps.config;
+  app.set('trust proxy', Array.isArray(trustProxy) ? [...trustProxy] : trustProxy);
   // Job records change as jobs progress, so a JSON ETag saves clients little; hashing every
   // body costs the hot paths. Files keep theirs (sendFile sets its own).
   app.set('etag', false);
   app.use(requestLog(deps.logger));
+  // Abuse guards come before every route: headers on every answer, limits and keys before any body is read.
+  app.use(securityHeaders());
+  // Scrapers, like probes, are not rate limited: the limiter's Redis being down must not hide the metrics.
+  app.use(metricsRoutes(deps));
+  app.use(rateLimits(deps));
+  app.use(apiKeyGuard(deps.config));
   app.use(healthRoutes(deps));
   app.use(downloadRoutes(deps));
   app.use(normalizeRoutes(deps));
   app.use(jobRoutes(deps));
   app.use(jobEventRoutes(deps));
   app.use(adminRoutes(deps));
+  app.use(docsRoutes());
   app.use(notFoundRoute);
   app.use(errorHandler(deps.logger));
   return app;

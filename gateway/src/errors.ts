@@ -1,6 +1,9 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { AppError, isAppError, type Logger } from '@media-jobs/libs';
 
+const MULTIPART_ERRORS =
+  /^(Unexpected end of (form|file)|Malformed (part header|content type|urlencoded form)|Multipart: Boundary not found|Unsupported content type|Missing Content-Type|Request (aborted|closed))/;
+
 /** Body-parser and multer errors carry a `type`/`code`; map them to our error codes. */
 function fromFrameworkError(err: unknown): AppError | null {
   if (typeof err !== 'object' || err === null) return null;
@@ -10,7 +13,10 @@ function fromFrameworkError(err: unknown): AppError | null {
     return new AppError('request.too_large', 'the request body is larger than allowed', { status: 413 });
   if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported')
     return new AppError('request.unsupported_encoding', e.message ?? 'unsupported encoding', { status: 415 });
-  if (typeof e.code === 'string' && e.code.startsWith('LIMIT_'))
+  // busboy (under multer) throws plain Errors for a broken multipart body, or a client gone mid-upload.
+  if (err instanceof Error && MULTIPART_ERRORS.test(err.message))
+    return new AppError('request.invalid_multipart', `invalid multipart body: ${err.message}`, { status: 400 });
+  if ((typeof e.code === 'string' && e.code.startsWith('LIMIT_')) || (err instanceof Error && err.name === 'MulterError'))
     return new AppError('request.invalid_multipart', `${e.message ?? 'invalid multipart body'}${e.field ? ` (${e.field})` : ''}`, { status: 400 });
   if (typeof e.status === 'number' && e.status >= 400 && e.status < 500)
     return new AppError('request.invalid', e.message ?? 'invalid request', { status: e.status });

@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   announceConfig,
@@ -21,12 +21,27 @@ export interface Gateway {
 export async function startGateway(config: Config, logger: Logger = createLogger('gateway', config)): Promise<Gateway> {
   const ctx = await openContext('gateway', config, logger);
   const app = createApp({ ...ctx, queue: new JobQueue(ctx.nc) });
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.port, config.host, (err?: Error) => (err ? reject(err) : resolve(s)));
+  const server: Server = createServer(
+    {
+      // Node's default, pinned so a --max-http-header-size flag cannot raise it: larger is a 431.
+      maxHeaderSize: 16 * 1024,
+      // A client that trickles its headers (slowloris) is cut off after 20 s with a 408.
+      headersTimeout: Math.min(20_000, config.requestTimeoutMs),
+      // The whole request, an upload included, must arrive within REQUEST_TIMEOUT_SECONDS;
+      // responses (file downloads, event streams) are not bounded by it.
+      requestTimeout: config.requestTimeoutMs,
+    },
+    app,
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
+  // Longer than a load balancer's idle timeout (60 s on the common ones), so it closes first.
   server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  server.requestTimeout = 0; // uploads and file downloads may be long; each route bounds its own work
   const { port } = server.address() as AddressInfo;
   announceConfig(ctx);
   const announcer = setInterval(() => announceConfig(ctx), 60_000);

@@ -1,47 +1,11 @@
 import { lookup } from 'node:dns/promises';
-import { BlockList, isIP } from 'node:net';
-import { badRequest } from '@media-jobs/libs';
+import { isIP } from 'node:net';
+import { badRequest, isLocalhostName, isPrivateAddress } from '@media-jobs/libs';
 
 export const MAX_URL_LENGTH = 2048;
 
-/** Loopback, private, link-local, CGNAT, unspecified, multicast and reserved ranges. */
-const PRIVATE = new BlockList();
-for (const [net, prefix] of [
-  ['0.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['224.0.0.0', 4],
-  ['240.0.0.0', 4],
-] as const) {
-  PRIVATE.addSubnet(net, prefix, 'ipv4');
-}
-for (const [net, prefix] of [
-  ['::', 128],
-  ['::1', 128],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-] as const) {
-  PRIVATE.addSubnet(net, prefix, 'ipv6');
-}
-
-export function isPrivateAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 0) return false;
-  if (family === 6) {
-    // IPv4-mapped IPv6 (::ffff:127.0.0.1) is checked as the IPv4 address it carries.
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped?.[1]) return PRIVATE.check(mapped[1], 'ipv4');
-    return PRIVATE.check(address, 'ipv6');
-  }
-  return PRIVATE.check(address, 'ipv4');
-}
+// The ranges live in libs so the download worker's egress proxy refuses exactly the same ones.
+export { isPrivateAddress };
 
 /** Syntax checks of a submitted URL; each failure is a 400 that says what is wrong. */
 export function parseSubmittedUrl(raw: string): URL {
@@ -79,7 +43,7 @@ export async function assertPublicUrl(url: URL, resolveTimeoutMs = 2000): Promis
       'download.private_url',
       `url host ${host} is a loopback, private or link-local address; set ALLOW_PRIVATE_URLS=true to allow it`,
     );
-  if (host === 'localhost' || host.endsWith('.localhost') || isPrivateAddress(host)) throw refuse();
+  if (isLocalhostName(host) || isPrivateAddress(host)) throw refuse();
   if (isIP(host) !== 0) return;
   const addresses = await Promise.race([
     lookup(host, { all: true, verbatim: true }).catch(() => []),

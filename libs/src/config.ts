@@ -47,6 +47,38 @@ const url = (schemes: string[]) =>
 
 const nonEmpty = z.string().trim().min(1, 'must not be empty');
 
+/** Comma-separated API keys; each at least 16 characters without spaces or commas, so a typo cannot make a guessable key. */
+const apiKeys = z
+  .string()
+  .transform((s) => s.split(',').map((k) => k.trim()).filter((k) => k.length > 0))
+  .refine((keys) => keys.every((k) => k.length >= 16 && !/\s/.test(k)), 'must be comma-separated keys of at least 16 characters without spaces');
+
+/**
+ * Express's `trust proxy`: false, a hop count, or the load balancers' addresses/subnets (or
+ * `loopback`, `linklocal`, `uniquelocal`). `true` is refused: it would trust any client's
+ * X-Forwarded-For, so each client could pick its own rate-limit identity.
+ */
+const TRUST_PROXY_RULE =
+  'must be false, a hop count (1-10), or comma-separated proxy addresses/subnets (or loopback, linklocal, uniquelocal)';
+const trustProxy = z
+  .string()
+  .trim()
+  .transform((s): false | number | string[] => {
+    const lower = s.toLowerCase();
+    if (['false', '0', 'no', 'off', ''].includes(lower)) return false;
+    if (/^\d+$/.test(s)) return Number(s);
+    return s.split(',').map((p) => p.trim()).filter(Boolean);
+  })
+  .refine(
+    (v) =>
+      v === false ||
+      (typeof v === 'number' && v >= 1 && v <= 10) ||
+      (Array.isArray(v) &&
+        v.length > 0 &&
+        v.every((p) => ['loopback', 'linklocal', 'uniquelocal'].includes(p) || /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(p))),
+    TRUST_PROXY_RULE,
+  );
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Variable name → [schema, default]. The default is a string, parsed by the same rule. */
@@ -82,6 +114,11 @@ const VARIABLES = {
   YTDLP_PATH: [nonEmpty, 'yt-dlp'],
   FFMPEG_PATH: [nonEmpty, 'ffmpeg'],
   FFPROBE_PATH: [nonEmpty, 'ffprobe'],
+  RATE_LIMIT_PER_MINUTE: [int(0, 1_000_000), '60'],
+  RATE_LIMIT_READS_PER_MINUTE: [int(0, 1_000_000), '600'],
+  TRUST_PROXY: [trustProxy, 'false'],
+  API_KEYS: [apiKeys, ''],
+  REQUEST_TIMEOUT_SECONDS: [positiveDecimal, '900'],
 } as const;
 
 type Variables = typeof VARIABLES;
@@ -119,6 +156,16 @@ export interface Config {
   readonly ytDlpPath: string;
   readonly ffmpegPath: string;
   readonly ffprobePath: string;
+  /** Submissions (POST /download, POST /normalize) per client per minute; 0: no limit. */
+  readonly rateLimitPerMinute: number;
+  /** Every other request per client per minute (not /health, /ready); 0: no limit. */
+  readonly rateLimitReadsPerMinute: number;
+  /** Express `trust proxy`: which X-Forwarded-For hops name the client. */
+  readonly trustProxy: false | number | readonly string[];
+  /** Empty: submissions need no key. */
+  readonly apiKeys: readonly string[];
+  /** Longest time a client may take to send one whole request (an upload included). */
+  readonly requestTimeoutMs: number;
 }
 
 /** A bad configuration value: the message is the one line a service prints before it exits. */
@@ -139,10 +186,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = {} as Record<string, unknown>;
   for (const [name, [schema, fallback]] of Object.entries(VARIABLES)) {
     const raw = env[name];
-    const value = raw === undefined || (raw.trim() === '' && name !== 'ADMIN_TOKEN') ? fallback : raw;
+    const value = raw === undefined || (raw.trim() === '' && name !== 'ADMIN_TOKEN' && name !== 'API_KEYS') ? fallback : raw;
     const result = (schema as z.ZodType).safeParse(value);
     if (!result.success) {
-      throw new ConfigError(name, value, result.error.issues[0]?.message ?? 'is invalid');
+      // Secrets never reach a log line, not even a wrong one.
+      const shown = name === 'API_KEYS' ? '<redacted>' : value;
+      throw new ConfigError(name, shown, result.error.issues[0]?.message ?? 'is invalid');
     }
     parsed[name] = result.data;
   }
@@ -175,6 +224,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     ytDlpPath: p.YTDLP_PATH,
     ffmpegPath: p.FFMPEG_PATH,
     ffprobePath: p.FFPROBE_PATH,
+    rateLimitPerMinute: p.RATE_LIMIT_PER_MINUTE,
+    rateLimitReadsPerMinute: p.RATE_LIMIT_READS_PER_MINUTE,
+    trustProxy: Array.isArray(p.TRUST_PROXY) ? Object.freeze([...p.TRUST_PROXY]) : p.TRUST_PROXY,
+    apiKeys: Object.freeze([...p.API_KEYS]),
+    requestTimeoutMs: Math.round(p.REQUEST_TIMEOUT_SECONDS * 1000),
   });
 }
 
@@ -221,6 +275,9 @@ export function effectiveConfig(config: Config): Record<string, string | number 
     MAX_DOWNLOAD_MB: config.maxDownloadBytes / MB,
     MAX_UPLOAD_MB: config.maxUploadBytes / MB,
     JOB_MAX_DELIVER: config.jobMaxDeliver,
+    RATE_LIMIT_PER_MINUTE: config.rateLimitPerMinute,
+    RATE_LIMIT_READS_PER_MINUTE: config.rateLimitReadsPerMinute,
+    API_KEYS: config.apiKeys.length > 0 ? `${config.apiKeys.length} set` : 'off',
   };
 }
 

@@ -19,3 +19,4 @@ export * from './normalize-id.js';
 export * from './sweep-lock.js';
 export * from './service-registry.js';
 export * from './lua.js';
+export * from './address-policy.js';

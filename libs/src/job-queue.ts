@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { unavailable } from './errors.js';
 import type { JobRequestMessage } from './events.js';
 import type { JobRecord } from './job-record.js';
+import { natsConnected } from './nats.js';
 import { JOB_SUBJECTS } from './subjects.js';
 
 /**
@@ -18,11 +19,17 @@ export function jobMessageId(record: Pick<JobRecord, 'id' | 'created_at'>): stri
 export class JobQueue {
   private readonly js: JetStreamClient;
 
-  constructor(nc: NatsConnection, private readonly timeoutMs = 3000) {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly timeoutMs = 3000,
+  ) {
     this.js = jetstream(nc, { timeout: timeoutMs });
   }
 
   async enqueue(record: JobRecord): Promise<void> {
+    // While the link is down the client would buffer the publish and answer only at the
+    // timeout; a user waiting seconds for a 503 is worse than one told at once to retry.
+    if (!natsConnected(this.nc)) throw queueUnavailable();
     const message: JobRequestMessage = { v: 1, job_id: record.id, kind: record.kind, created_at: record.created_at };
     try {
       await this.js.publish(JOB_SUBJECTS[record.kind], JSON.stringify(message), {
@@ -30,7 +37,10 @@ export class JobQueue {
         timeout: this.timeoutMs,
       });
     } catch (err) {
-      throw unavailable('queue.unavailable', 'the job queue (NATS JetStream) is not reachable; try again shortly', err);
+      throw queueUnavailable(err);
     }
   }
 }
+
+const queueUnavailable = (cause?: unknown) =>
+  unavailable('queue.unavailable', 'the job queue (NATS JetStream) is not reachable; try again shortly', cause);

@@ -21,6 +21,18 @@ export type { NatsConnection } from '@nats-io/transport-node';
 /** The dedupe window of `JOBS`: a re-published job request inside it is dropped by the server. */
 export const JOBS_DUPLICATE_WINDOW_MS = 2 * 60_000;
 
+/** Connections whose link to the server is down right now (between `disconnect` and `reconnect`). */
+const offline = new WeakSet<NatsConnection>();
+
+/**
+ * Whether the connection has a live link to a server. While NATS is away the client buffers
+ * publishes and a JetStream publish only fails at its timeout; callers that answer users
+ * (the gateway) check this first to fail fast instead.
+ */
+export function natsConnected(nc: NatsConnection): boolean {
+  return !nc.isClosed() && !offline.has(nc);
+}
+
 /**
  * Connects and keeps reconnecting for as long as the process lives: a NATS restart must not
  * stop a service, only pause it.
@@ -32,16 +44,23 @@ export async function connectNats(config: Pick<Config, 'natsUrl'>, name: string,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: false,
+    // A server that vanishes without closing the socket (a host or network failure) is noticed
+    // within about 30 s instead of the client's default of several minutes; until then a
+    // JetStream publish fails only at its own timeout.
+    pingInterval: 10_000,
+    maxPingOut: 3,
   });
-  if (logger) {
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type === 'disconnect') logger.warn({ server: s.server }, 'NATS disconnected');
-        else if (s.type === 'reconnect') logger.info({ server: s.server }, 'NATS reconnected');
-        else if (s.type === 'error') logger.warn({ err: s.error }, 'NATS error');
-      }
-    })();
-  }
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') {
+        offline.add(nc);
+        logger?.warn({ server: s.server }, 'NATS disconnected');
+      } else if (s.type === 'reconnect') {
+        offline.delete(nc);
+        logger?.info({ server: s.server }, 'NATS reconnected');
+      } else if (s.type === 'error') logger?.warn({ err: s.error }, 'NATS error');
+    }
+  })();
   return nc;
 }
 

@@ -5,9 +5,10 @@ import type { Logger } from './logger.js';
 export type { Redis } from 'ioredis';
 
 /**
- * One Redis client per service. Commands fail fast while Redis is away (no offline queue
- * beyond the first connect) so the gateway can answer 503 instead of hanging; the client
- * keeps reconnecting by itself.
+ * One Redis client per service. Commands sent before the first connect wait for it (a
+ * service may start a moment before Redis); after that, commands fail at once while Redis
+ * is away (the offline queue is switched off) so the gateway answers 503 instead of
+ * hanging. The client keeps reconnecting by itself.
  */
 export function createRedis(config: Pick<Config, 'redisUrl'>, logger?: Logger, name = 'media-jobs'): Redis {
   const redis = new Redis(config.redisUrl, {
@@ -19,11 +20,19 @@ export function createRedis(config: Pick<Config, 'redisUrl'>, logger?: Logger, n
     lazyConnect: false,
   });
   let wasReady = false;
+  let lost = false;
   redis.on('ready', () => {
     if (wasReady) logger?.info('Redis reconnected');
     wasReady = true;
+    lost = false;
+    redis.options.enableOfflineQueue = false;
   });
   redis.on('error', (err: Error) => logger?.debug({ err: err.message }, 'Redis error'));
+  // 'close' repeats on every failed reconnect attempt: say it once per outage.
+  redis.on('close', () => {
+    if (wasReady && !lost) logger?.warn('Redis connection lost; reconnecting');
+    lost = true;
+  });
   redis.on('end', () => logger?.debug('Redis connection ended'));
   return redis;
 }

@@ -1,23 +1,15 @@
 import express, { Router } from 'express';
-import { z } from 'zod';
-import { badRequest, downloadJobId, QUALITIES } from '@media-jobs/libs';
+import { badRequest, downloadJobId } from '@media-jobs/libs';
 import type { GatewayDeps } from '../deps.js';
+import { downloadBodySchema } from '../schemas.js';
 import { submitJob } from '../submit.js';
-import { assertPublicUrl, MAX_URL_LENGTH, parseSubmittedUrl } from '../url-policy.js';
-
-const downloadBody = z.object(
-  {
-    url: z.string({ error: 'url is required and must be a string' }).max(MAX_URL_LENGTH, `url must be at most ${MAX_URL_LENGTH} characters`),
-    quality: z.enum(QUALITIES, { error: `quality must be one of ${QUALITIES.join(', ')}` }).default('best'),
-  },
-  { error: 'the body must be a JSON object {"url", "quality"}' },
-);
+import { assertPublicUrl, parseSubmittedUrl } from '../url-policy.js';
 
 /** `POST /download {url, quality}`: 202 and the new job, or 200 and the live one (`cache_hit: true`). */
 export function downloadRoutes(deps: GatewayDeps): Router {
   const router = Router();
   router.post('/download', express.json({ limit: '16kb', strict: true }), async (req, res) => {
-    const parsed = downloadBody.safeParse(req.body);
+    const parsed = downloadBodySchema.safeParse(req.body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw badRequest('request.invalid', issue?.message ?? 'invalid body', {

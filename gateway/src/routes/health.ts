@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { Router } from 'express';
+import { natsConnected } from '@media-jobs/libs';
 import type { GatewayDeps } from '../deps.js';
 
 const started = Date.now();
@@ -26,7 +27,8 @@ export function healthRoutes(deps: GatewayDeps): Router {
   router.get('/ready', async (_req, res) => {
     const [nats, redis, dataDir] = await Promise.all([
       check(async () => {
-        if (deps.nc.isClosed()) throw new Error('connection closed');
+        // While disconnected, flush() would wait for the reconnect: answer at once instead.
+        if (!natsConnected(deps.nc)) throw new Error('not connected');
         await deps.nc.flush();
       }),
       check(() => deps.redis.ping()),

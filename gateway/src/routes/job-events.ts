@@ -45,6 +45,12 @@ export function jobEventRoutes(deps: GatewayDeps, heartbeatMs = 15_000): Router 
       Connection: 'keep-alive',
       'X-Accel-Buffering': 'no',
     });
+    if (req.method === 'HEAD') {
+      // No body goes with HEAD, so writes would never flush the headers: answer and end now.
+      close();
+      res.end();
+      return;
+    }
     res.write(`event: state\ndata: ${JSON.stringify(jobView(job.record))}\n\n`);
     const heartbeat = setInterval(() => res.write(`: heartbeat ${new Date().toISOString()}\n\n`), heartbeatMs);
     const end = () => {

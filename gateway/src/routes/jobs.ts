@@ -1,22 +1,10 @@
 import { basename, join } from 'node:path';
 import { Router } from 'express';
-import { z } from 'zod';
-import { AppError, badRequest, JOB_KINDS, JOB_STATUSES, releaseJobFiles } from '@media-jobs/libs';
+import { AppError, badRequest, releaseJobFiles } from '@media-jobs/libs';
 import type { GatewayDeps } from '../deps.js';
 import { jobView } from '../job-view.js';
+import { listQuerySchema } from '../schemas.js';
 import { jobIdParam, requireJob } from './job-lookup.js';
-
-const listQuery = z.object({
-  kind: z.enum(JOB_KINDS, { error: `kind must be one of ${JOB_KINDS.join(', ')}` }).optional(),
-  status: z.enum(JOB_STATUSES, { error: `status must be one of ${JOB_STATUSES.join(', ')}` }).optional(),
-  limit: z.coerce
-    .number({ error: 'limit must be a number' })
-    .int('limit must be an integer')
-    .min(1, 'limit must be from 1 to 100')
-    .max(100, 'limit must be from 1 to 100')
-    .default(20),
-  cursor: z.string().regex(/^\d{1,9}$/, 'cursor is not one this API returned').optional(),
-});
 
 const RESULT_FILE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9]{1,8}$/;
 
@@ -25,7 +13,7 @@ export function jobRoutes(deps: GatewayDeps): Router {
   const router = Router();
 
   router.get('/jobs', async (req, res) => {
-    const parsed = listQuery.safeParse(req.query);
+    const parsed = listQuerySchema.safeParse(req.query);
     if (!parsed.success) throw badRequest('request.invalid_query', parsed.error.issues[0]?.message ?? 'invalid query');
     const page = await deps.store.list(parsed.data);
     res.json({ jobs: page.jobs.map((j) => jobView(j)), next_cursor: page.next_cursor });

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type Config } from '../config.js';
-import { startNats, startRedis, tempDataDir, type TestServer } from './servers.js';
+import { startNats, startRedis, tempDataDir, type RedisOptions, type TestServer } from './servers.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -16,8 +16,12 @@ export interface Platform {
   close(): Promise<void>;
 }
 
-export async function startPlatform(): Promise<Platform> {
-  const [nats, redis, data] = await Promise.all([startNats(), startRedis(), tempDataDir()]);
+export interface PlatformOptions {
+  redis?: RedisOptions;
+}
+
+export async function startPlatform(options: PlatformOptions = {}): Promise<Platform> {
+  const [nats, redis, data] = await Promise.all([startNats(), startRedis(options.redis), tempDataDir()]);
   const env = (overrides: Record<string, string> = {}): Record<string, string> => ({
     NATS_URL: nats.url,
     REDIS_URL: redis.url,
@@ -28,6 +32,9 @@ export async function startPlatform(): Promise<Platform> {
     ALLOW_PRIVATE_URLS: 'true',
     JOB_ACK_WAIT_SECONDS: '5',
     JOB_RETRY_DELAY_SECONDS: '1',
+    // Tests fire bursts of requests (50 racing submissions); rate-limit tests turn it back on.
+    RATE_LIMIT_PER_MINUTE: '0',
+    RATE_LIMIT_READS_PER_MINUTE: '0',
     ...overrides,
   });
   return {

@@ -2,3 +2,4 @@ export * from './servers.js';
 export * from './fixtures.js';
 export * from './http-fixture.js';
 export * from './env.js';
+export * from './load.js';

@@ -102,8 +102,16 @@ export async function startNats(): Promise<TestServer> {
   return server;
 }
 
-/** A real `redis-server` on a free port, nothing persisted. */
-export async function startRedis(): Promise<TestServer> {
+export interface RedisOptions {
+  /**
+   * Keep data in an append-only file in `dir`, so a `stop()` and `start()` keep every key, as
+   * production runs Redis (docker-compose.yml). Off by default: nothing persisted is faster.
+   */
+  appendonly?: boolean;
+}
+
+/** A real `redis-server` on a free port; nothing persisted unless `appendonly`. */
+export async function startRedis(options: RedisOptions = {}): Promise<TestServer> {
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'mj-redis-'));
   const server = managed('redis', port, dir, 'redis-server', [
@@ -114,7 +122,7 @@ export async function startRedis(): Promise<TestServer> {
     '--save',
     '',
     '--appendonly',
-    'no',
+    options.appendonly ? 'yes' : 'no',
     '--dir',
     dir,
   ]);

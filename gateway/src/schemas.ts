@@ -1,0 +1,145 @@
+import { z } from 'zod';
+import {
+  JOB_KINDS,
+  JOB_STATUSES,
+  OPERATIONS,
+  OUTPUT_FORMATS,
+  QUALITIES,
+  TARGET_LUFS_RANGE,
+  janitorSweepEvent,
+  jobRecordSchema,
+} from '@media-jobs/libs';
+import { MAX_URL_LENGTH } from './url-policy.js';
+
+/**
+ * The zod schemas of the HTTP API, in one place: the routes parse requests with them and
+ * `openapi.ts` turns the same objects into the OpenAPI document, so the two cannot drift.
+ */
+
+/** `POST /download` body. */
+export const downloadBodySchema = z.object(
+  {
+    url: z
+      .string({ error: 'url is required and must be a string' })
+      .max(MAX_URL_LENGTH, `url must be at most ${MAX_URL_LENGTH} characters`)
+      .describe(
+        'http(s) URL of the video page or media file; YouTube URLs in any form map to one job per video',
+      ),
+    quality: z
+      .enum(QUALITIES, { error: `quality must be one of ${QUALITIES.join(', ')}` })
+      .default('best')
+      .describe('Upper bound on the shorter side of the video, or `audio` for the audio track only'),
+  },
+  { error: 'the body must be a JSON object {"url", "quality"}' },
+);
+
+/** `GET /jobs` query. */
+export const listQuerySchema = z.object({
+  kind: z.enum(JOB_KINDS, { error: `kind must be one of ${JOB_KINDS.join(', ')}` }).optional(),
+  status: z.enum(JOB_STATUSES, { error: `status must be one of ${JOB_STATUSES.join(', ')}` }).optional(),
+  limit: z.coerce
+    .number({ error: 'limit must be a number' })
+    .int('limit must be an integer')
+    .min(1, 'limit must be from 1 to 100')
+    .max(100, 'limit must be from 1 to 100')
+    .default(20),
+  cursor: z
+    .string()
+    .regex(/^\d{1,9}$/, 'cursor is not one this API returned')
+    .optional()
+    .describe('`next_cursor` of the previous page'),
+});
+
+/**
+ * `POST /normalize` multipart fields, for the document only: the route parses the form by
+ * hand in `upload-form.ts` (repeated fields, comma lists, boolean flags) from the same
+ * `OPERATIONS` and `OUTPUT_FORMATS` constants used here.
+ */
+export const normalizeFormSchema = z.object({
+  file: z.string().describe('The audio or video file (binary)'),
+  'operations[]': z
+    .array(z.enum(OPERATIONS))
+    .min(1)
+    .describe('Operations to apply, repeated or comma-separated; also accepted as `operations`'),
+  format: z.enum(OUTPUT_FORMATS).default(OUTPUT_FORMATS[0]).describe('Output format'),
+  target_lufs: z
+    .number()
+    .min(TARGET_LUFS_RANGE.min)
+    .max(TARGET_LUFS_RANGE.max)
+    .optional()
+    .describe('Integrated loudness target of `normalize_volume`; default NORMALIZE_TARGET_LUFS'),
+  ...Object.fromEntries(
+    OPERATIONS.map((op) => [
+      op,
+      z.enum(['true', 'false']).optional().describe(`Same as listing \`${op}\` in operations[]`),
+    ]),
+  ),
+});
+
+/** A job as the API shows it (`job-view.ts`): the record, `cache_hit` on submissions, and links. */
+export const jobViewSchema = jobRecordSchema.extend({
+  cache_hit: z
+    .boolean()
+    .optional()
+    .describe('Present on POST answers: true when an existing job was returned'),
+  links: z.object({ self: z.string(), file: z.string(), events: z.string() }),
+});
+
+export const errorSchema = z.object({
+  error: z.object({
+    code: z.string().describe('Dotted error code, e.g. `job.not_found`'),
+    message: z.string(),
+    details: z.unknown().optional(),
+  }),
+});
+
+export const jobListSchema = z.object({
+  jobs: z.array(jobViewSchema),
+  next_cursor: z.string().nullable().describe('Pass as `cursor` for the next page; null on the last one'),
+});
+
+export const deleteResultSchema = z.object({
+  id: z.string(),
+  kind: z.enum(JOB_KINDS),
+  deleted: z.literal(true),
+  files: z.array(z.string()),
+  bytes_freed: z.number().int().min(0),
+});
+
+export const healthSchema = z.object({
+  status: z.literal('ok'),
+  service: z.string(),
+  uptime_s: z.number().int().min(0),
+});
+
+const checkSchema = z.object({ ok: z.boolean(), error: z.string().optional() });
+export const readySchema = z.object({
+  status: z.literal('ready'),
+  checks: z.object({ nats: checkSchema, redis: checkSchema, data_dir: checkSchema }),
+});
+
+/** Loosely: the stats gather many parts whose inner shape is for people, not for clients to rely on. */
+export const adminStatsSchema = z.looseObject({
+  jobs: z.looseObject({
+    by_kind: z.record(z.string(), z.unknown()),
+    awaiting_sweep: z.number(),
+    complete: z.boolean(),
+  }),
+  cache: z.record(z.string(), z.object({ hits: z.number(), misses: z.number() })),
+  disk: z.record(z.string(), z.object({ files: z.number(), bytes: z.number() })),
+  last_sweep: z.looseObject({}).nullable(),
+  services: z.array(z.looseObject({})),
+  disagreements: z.unknown(),
+});
+
+/** The janitor's sweep summary, as `POST /admin/cleanup` returns it. */
+export const sweepSummarySchema = janitorSweepEvent
+  .pick({
+    trigger: true,
+    removed: true,
+    files_removed: true,
+    bytes_freed: true,
+    duration_ms: true,
+    next_run_at: true,
+  })
+  .loose();

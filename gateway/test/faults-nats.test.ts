@@ -1,0 +1,91 @@
+import { join } from 'node:path';
+import { readdir } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  NO_RATE_LIMITS,
+  makeMp4,
+  postDownload,
+  startFixtureServer,
+  startPlatform,
+  waitForJobs,
+  type FixtureServer,
+  type Platform,
+} from '@media-jobs/libs/testing';
+import { startDownloadWorker, type DownloadWorker } from '../../download-worker/src/worker.js';
+import { startGateway, type Gateway } from '../src/gateway.js';
+
+let platform: Platform;
+let fixtures: FixtureServer;
+let gateway: Gateway;
+let worker: DownloadWorker;
+
+beforeAll(async () => {
+  platform = await startPlatform();
+  fixtures = await startFixtureServer();
+  fixtures.mount('mp4', join(await makeMp4({ width: 320, height: 180, seconds: 1 }), '..'));
+  const config = platform.config({ JOB_ACK_WAIT_SECONDS: '3', DOWNLOAD_CONCURRENCY: '4', ...NO_RATE_LIMITS });
+  gateway = await startGateway(config);
+  worker = await startDownloadWorker(config);
+}, 120_000);
+
+afterAll(async () => {
+  await worker?.stop();
+  await gateway?.stop();
+  await fixtures?.close();
+  await platform?.close();
+});
+
+const videoUrl = (n: number) => `${fixtures.origin}/mp4/video.mp4?nats=${n}`;
+
+async function ready(): Promise<{ status: number; ms: number }> {
+  const started = performance.now();
+  const res = await fetch(`${gateway.url}/ready`);
+  await res.arrayBuffer();
+  return { status: res.status, ms: performance.now() - started };
+}
+
+describe('NATS stopped and restarted', () => {
+  it('when NATS goes away under submissions, then the gateway answers 503 with Retry-After at once, and every accepted job completes after NATS returns', async () => {
+    const accepted: string[] = [];
+    let n = 0;
+    // About a second per download: some jobs are running, some queued, when NATS stops.
+    fixtures.throttle(60_000);
+    for (let i = 0; i < 8; i++) {
+      const res = await postDownload(gateway.url, videoUrl(n++));
+      expect(res.status).toBe(202);
+      accepted.push(res.id!);
+    }
+    await platform.nats.stop();
+
+    const refused = [];
+    for (let i = 0; i < 10; i++) refused.push(await postDownload(gateway.url, videoUrl(n++)));
+    for (const res of refused) {
+      expect(res).toMatchObject({ status: 503, retryAfter: expect.stringMatching(/^\d+$/) });
+      expect(res.body).toMatchObject({ error: { code: 'queue.unavailable' } });
+      expect(res.ms).toBeLessThan(500);
+    }
+    const down = await ready();
+    expect(down.status).toBe(503);
+    expect(down.ms).toBeLessThan(500);
+    // Long enough for the worker's fetches and acks to fail, not just one blip.
+    await new Promise((r) => setTimeout(r, 2000));
+
+    await platform.nats.start();
+    await expect.poll(async () => (await ready()).status, { timeout: 15_000, interval: 200 }).toBe(200);
+    fixtures.throttle(0);
+    // Refused jobs left no record behind: the same URLs are now fresh 202s, not cache hits.
+    for (let i = 0; i < 6; i++) {
+      const res = await postDownload(gateway.url, videoUrl(i + 8));
+      expect(res.status).toBe(202);
+      accepted.push(res.id!);
+    }
+
+    // The worker reconnected by itself: every accepted job completes, the ones stored in
+    // JetStream before the outage included.
+    const done = await waitForJobs(gateway.url, accepted, 60_000);
+    const statuses = [...done.values()].map((r) => r?.status);
+    expect(statuses).toEqual(accepted.map(() => 'completed'));
+    const files = await readdir(join(platform.dataDir, 'downloads'));
+    expect(files).toHaveLength(accepted.length);
+  });
+});

@@ -1,0 +1,74 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  NO_RATE_LIMITS,
+  makeMp4,
+  postDownload,
+  spawnService,
+  startFixtureServer,
+  startPlatform,
+  waitForJobs,
+  type FixtureServer,
+  type Platform,
+  type ServiceProcess,
+} from '@media-jobs/libs/testing';
+import { startDownloadWorker, type DownloadWorker } from '../../download-worker/src/worker.js';
+import { startGateway, type Gateway } from '../src/gateway.js';
+
+let platform: Platform;
+let fixtures: FixtureServer;
+let gateway: Gateway;
+const workers: DownloadWorker[] = [];
+let spawned: ServiceProcess | undefined;
+
+const ENV = { JOB_MAX_DELIVER: '3', JOB_ACK_WAIT_SECONDS: '2', JOB_RETRY_DELAY_SECONDS: '1', ...NO_RATE_LIMITS };
+
+beforeAll(async () => {
+  platform = await startPlatform();
+  fixtures = await startFixtureServer();
+  fixtures.mount('mp4', join(await makeMp4({ width: 320, height: 180, seconds: 2 }), '..'));
+  gateway = await startGateway(platform.config(ENV));
+}, 120_000);
+
+afterAll(async () => {
+  await spawned?.stop('SIGKILL');
+  await Promise.all(workers.map((w) => w.stop()));
+  await gateway?.stop();
+  await fixtures?.close();
+  await platform?.close();
+});
+
+describe('a job that keeps failing', () => {
+  it('when every worker holding a job dies, then after max_deliver the job ends failed with the reason, not processing', async () => {
+    // Each delivery goes to a worker that is killed as soon as it starts the job.
+    fixtures.throttle(30_000);
+    const { id } = await postDownload(gateway.url, `${fixtures.origin}/mp4/video.mp4?dies`);
+    // A live worker joins during the last delivery: it never gets the job (there is no fourth
+    // delivery) but receives JetStream's max-deliveries advisory and fails the job with the reason.
+    for (let delivery = 1; delivery <= 3; delivery++) {
+      spawned = spawnService('download-worker', platform.env({ ...ENV, LOG_LEVEL: 'info' }));
+      await spawned.waitFor(/"msg":"Job started"/, 20_000);
+      if (delivery === 3) workers.push(await startDownloadWorker(platform.config(ENV)));
+      await spawned.stop('SIGKILL');
+    }
+    const done = await waitForJobs(gateway.url, [id!], 30_000);
+    expect(done.get(id!)).toMatchObject({
+      status: 'failed',
+      attempts: 3,
+      error: { code: 'download.max_deliveries', message: expect.stringMatching(/gave up after 3 deliveries/) },
+    });
+    fixtures.throttle(0);
+  });
+
+  it('when the source keeps answering 503, then the job is retried and ends failed with the source error after max_deliver', async () => {
+    fixtures.fail('/mp4/flaky.mp4', 503);
+    const { status, id } = await postDownload(gateway.url, `${fixtures.origin}/mp4/flaky.mp4`);
+    expect(status).toBe(202);
+    const done = await waitForJobs(gateway.url, [id!], 50_000);
+    expect(done.get(id!)).toMatchObject({
+      status: 'failed',
+      error: { code: 'download.network', message: expect.stringMatching(/503/) },
+    });
+    expect(fixtures.count('/mp4/flaky.mp4')).toBeGreaterThanOrEqual(3);
+  });
+});

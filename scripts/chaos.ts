@@ -8,6 +8,7 @@
  * accepted job and prints one table. Exit code 1 if a job was lost or a 5xx other than a 503
  * with Retry-After (a backend down) was seen.
  */
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   NO_RATE_LIMITS,
@@ -152,6 +153,12 @@ class Load {
     clearInterval(this.timer);
   }
 
+  /** Stops and waits for the requests still open, so no job is accepted after the count. */
+  async settle(): Promise<void> {
+    this.stop();
+    while (this.inFlight > 0) await sleep(50);
+  }
+
   private async submitNew(): Promise<void> {
     const url = `${this.stack.fixtures.origin}/mp4/video.mp4?chaos=${this.jobsSeq++}`;
     const res = await this.send('POST', '/download', { url, quality: 'best' });
@@ -172,7 +179,11 @@ class Load {
     await this.send('GET', `/jobs/${ids[Math.floor(Math.random() * ids.length)]!}`);
   }
 
-  private async send(method: string, path: string, json?: unknown): Promise<{ status: number; body: { id?: unknown } | null } | null> {
+  private async send(
+    method: string,
+    path: string,
+    json?: unknown,
+  ): Promise<{ status: number; body: { id?: unknown } | null } | null> {
     this.inFlight++;
     this.tally.requests++;
     const t0 = performance.now();
@@ -184,7 +195,13 @@ class Load {
         signal: AbortSignal.timeout(15_000),
       });
       const body = (await res.json().catch(() => null)) as { id?: unknown } | null;
-      record(this.tally, res.status, res.headers.get('retry-after'), performance.now() - t0, `${method} ${path}`);
+      record(
+        this.tally,
+        res.status,
+        res.headers.get('retry-after'),
+        performance.now() - t0,
+        `${method} ${path}`,
+      );
       return { status: res.status, body };
     } catch {
       this.tally.networkErrors++;
@@ -252,24 +269,37 @@ async function killWorkers(stack: Stack): Promise<Fault[]> {
   }
   // A kill counts as survived when its replacement came up and (checked at the end) no job was lost.
   const ready = await Promise.all(
-    stack.downloadWorkers.map((w) => w.waitFor(READY_LINE['download-worker']!, 30_000).then(() => true, () => false)),
+    stack.downloadWorkers.map((w) =>
+      w.waitFor(READY_LINE['download-worker']!, 30_000).then(
+        () => true,
+        () => false,
+      ),
+    ),
   );
   const allUp = ready.every(Boolean);
   for (const f of faults) f.survived = allUp;
-  say(`download-worker: ${WORKER_KILLS} SIGKILLs (${faults.filter((f) => f.note === 'mid-job').length} mid-job); replacements ready: ${allUp}`);
+  say(
+    `download-worker: ${WORKER_KILLS} SIGKILLs (${faults.filter((f) => f.note === 'mid-job').length} mid-job); replacements ready: ${allUp}`,
+  );
   return faults;
 }
 
 const count = (text: string, needle: string) => text.split(needle).length - 1;
 
 /** SIGTERM, expect exit 0 within the grace period, start a replacement. */
-async function terminate(stack: Stack, name: string, get: () => ServiceProcess, set: (p: ServiceProcess) => void): Promise<Fault> {
+async function terminate(
+  stack: Stack,
+  name: string,
+  get: () => ServiceProcess,
+  set: (p: ServiceProcess) => void,
+): Promise<Fault> {
   const t0 = Date.now();
   const code = await get().stop('SIGTERM');
   const ms = Date.now() - t0;
   const replacement = await startService(stack, name).catch(() => null);
   if (replacement) set(replacement);
-  const survived = code === 0 && replacement !== null && (name !== 'gateway' || (await waitReady(stack.gatewayUrl)));
+  const survived =
+    code === 0 && replacement !== null && (name !== 'gateway' || (await waitReady(stack.gatewayUrl)));
   say(`${name}: SIGTERM → exit ${code} in ${ms} ms; replacement ready: ${replacement !== null}`);
   return { name: `${name} SIGTERM`, survived, note: `exit ${code} in ${ms} ms` };
 }
@@ -277,7 +307,9 @@ async function terminate(stack: Stack, name: string, get: () => ServiceProcess, 
 // --- bad input ---------------------------------------------------------------------------
 
 /** Malformed requests of every kind the routes must refuse with a 4xx. */
-function badRequests(origin: string): { method: string; path: string; headers?: Record<string, string>; body?: string }[] {
+function badRequests(
+  origin: string,
+): { method: string; path: string; headers?: Record<string, string>; body?: string }[] {
   const json = { 'content-type': 'application/json' };
   const bodies = [
     '{',
@@ -296,7 +328,16 @@ function badRequests(origin: string): { method: string; path: string; headers?: 
     '['.repeat(5000),
     'x'.repeat(40_000),
   ];
-  const ids = ['..%2F..%2Fetc%2Fpasswd', '%00', 'a'.repeat(300), '%E0%A4%A', 'job%20id', '%2e%2e', 'ok_id;rm', '\u00e9t\u00e9'];
+  const ids = [
+    '..%2F..%2Fetc%2Fpasswd',
+    '%00',
+    'a'.repeat(300),
+    '%E0%A4%A',
+    'job%20id',
+    '%2e%2e',
+    'ok_id;rm',
+    '\u00e9t\u00e9',
+  ];
   const out: { method: string; path: string; headers?: Record<string, string>; body?: string }[] = [];
   for (const body of bodies) {
     out.push({ method: 'POST', path: '/download', headers: json, body });
@@ -308,14 +349,37 @@ function badRequests(origin: string): { method: string; path: string; headers?: 
     out.push({ method: 'DELETE', path: `/jobs/${id}` });
     out.push({ method: 'GET', path: `/jobs/${id}/events` });
   }
-  for (const q of ['kind=bogus', 'status=weird', 'limit=-1', 'limit=abc', 'limit=1e9', 'cursor=%ZZ', 'kind[]=a&kind[]=b']) {
+  for (const q of [
+    'kind=bogus',
+    'status=weird',
+    'limit=-1',
+    'limit=abc',
+    'limit=1e9',
+    'cursor=%ZZ',
+    'kind[]=a&kind[]=b',
+  ]) {
     out.push({ method: 'GET', path: `/jobs?${q}` });
   }
   const multipart = { 'content-type': 'multipart/form-data; boundary=XYZ' };
   out.push({ method: 'POST', path: '/normalize', headers: multipart, body: '--XYZ\r\nnot a part' });
-  out.push({ method: 'POST', path: '/normalize', headers: multipart, body: '--XYZ\r\nContent-Disposition: form-data; name="operations[]"\r\n\r\nmake_it_pop\r\n--XYZ--\r\n' });
-  out.push({ method: 'POST', path: '/normalize', headers: { 'content-type': 'multipart/form-data' }, body: 'x' });
-  out.push({ method: 'POST', path: '/normalize', headers: json, body: '{"operations":["normalize_volume"]}' });
+  out.push({
+    method: 'POST',
+    path: '/normalize',
+    headers: multipart,
+    body: '--XYZ\r\nContent-Disposition: form-data; name="operations[]"\r\n\r\nmake_it_pop\r\n--XYZ--\r\n',
+  });
+  out.push({
+    method: 'POST',
+    path: '/normalize',
+    headers: { 'content-type': 'multipart/form-data' },
+    body: 'x',
+  });
+  out.push({
+    method: 'POST',
+    path: '/normalize',
+    headers: json,
+    body: '{"operations":["normalize_volume"]}',
+  });
   out.push({ method: 'PUT', path: '/download', headers: json, body: '{}' });
   out.push({ method: 'PATCH', path: '/jobs/abc' });
   out.push({ method: 'POST', path: '/admin/cleanup', headers: { authorization: 'Bearer nope' } });
@@ -328,7 +392,10 @@ async function sendBadInputs(stack: Stack, tally: Tally): Promise<{ sent: number
   const catalogue = badRequests(stack.fixtures.origin);
   let sent = 0;
   while (sent < BAD_INPUTS) {
-    const batch = Array.from({ length: Math.min(20, BAD_INPUTS - sent) }, (_, i) => catalogue[(sent + i) % catalogue.length]!);
+    const batch = Array.from(
+      { length: Math.min(20, BAD_INPUTS - sent) },
+      (_, i) => catalogue[(sent + i) % catalogue.length]!,
+    );
     sent += batch.length;
     await Promise.all(
       batch.map(async (r) => {
@@ -349,7 +416,10 @@ async function sendBadInputs(stack: Stack, tally: Tally): Promise<{ sent: number
       }),
     );
   }
-  const alive = await fetch(`${stack.gatewayUrl}/health`).then((r) => r.ok, () => false);
+  const alive = await fetch(`${stack.gatewayUrl}/health`).then(
+    (r) => r.ok,
+    () => false,
+  );
   say(`bad inputs: ${sent} sent, ${serverErrors} got a 5xx; gateway still answers: ${alive}`);
   return { sent, serverErrors };
 }
@@ -367,6 +437,65 @@ function table(rows: [string, string][]): string {
   ].join('\n');
 }
 
+interface Results {
+  load: Load;
+  faults: Fault[];
+  badInputs: { sent: number; serverErrors: number };
+  loadSeconds: number;
+  restartRefusals: number;
+  completed: number;
+  failed: number;
+  outputs: number;
+  leftovers: number;
+}
+
+/** Prints the one table; 0 when nothing was lost and every fault was survived. */
+function report(results: Results): number {
+  const { load, faults, badInputs, loadSeconds, restartRefusals, completed, failed, outputs, leftovers } =
+    results;
+  const lost = load.accepted.size - completed;
+  const t = load.tally;
+  const survived = faults.filter((f) => f.survived).length;
+  const kinds = new Map<string, number>();
+  for (const f of faults) kinds.set(f.name, (kinds.get(f.name) ?? 0) + 1);
+  const other5xx = t.unexpected5xx.length;
+  const statuses = [...t.byStatus.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([s, n]) => `${s}×${n}`)
+    .join(' ');
+  const rows: [string, string][] = [
+    [
+      'load held',
+      `${((t.requests - badInputs.sent) / loadSeconds).toFixed(1)} requests/s, ${(load.accepted.size / loadSeconds).toFixed(2)} new jobs/s accepted, over ${loadSeconds.toFixed(0)} s of faults`,
+    ],
+    ['faults injected / survived', `${faults.length} / ${survived}`],
+    ...[...kinds.entries()].map(([name, n]): [string, string] => {
+      const these = faults.filter((f) => f.name === name);
+      const notes = n === 1 ? these[0]!.note : `${these.filter((f) => f.note === 'mid-job').length} mid-job`;
+      return [`  ${name}`, `${n} (${these.filter((f) => f.survived).length} survived; ${notes})`];
+    }),
+    ['bad inputs tried', `${badInputs.sent} malformed requests, ${badInputs.serverErrors} answered 5xx`],
+    [
+      '5xx seen',
+      `${t.unavailableWithRetryAfter} × 503 + Retry-After while a backend was down (slowest ${t.maxUnavailableMs.toFixed(0)} ms); ${other5xx} other`,
+    ],
+    ['connections refused', `${t.networkErrors} (${restartRefusals} during the gateway restart)`],
+    ['responses by status', statuses],
+    [
+      'jobs accepted / completed / lost',
+      `${load.accepted.size} / ${completed} / ${lost}${failed ? ` (${failed} failed)` : ''}`,
+    ],
+    [
+      'output files / tmp leftovers',
+      `${outputs} (one per completed job: ${outputs === completed}) / ${leftovers}`,
+    ],
+  ];
+  process.stdout.write(`\n${table(rows)}\n`);
+  if (other5xx > 0) process.stdout.write(`unexpected 5xx: ${t.unexpected5xx.slice(0, 10).join(', ')}\n`);
+  const ok = lost === 0 && other5xx === 0 && survived === faults.length && outputs === completed;
+  return ok ? 0 : 1;
+}
+
 async function main(): Promise<number> {
   say('starting nats-server, redis-server (append-only), fixtures and the services');
   const stack = await startStack();
@@ -376,7 +505,9 @@ async function main(): Promise<number> {
   let loadSeconds = 0;
   const progress = setInterval(() => {
     const t = load.tally;
-    say(`load: ${t.requests} requests, ${load.accepted.size} jobs accepted, ${t.unavailableWithRetryAfter} × 503, ${t.networkErrors} connection errors`);
+    say(
+      `load: ${t.requests} requests, ${load.accepted.size} jobs accepted, ${t.unavailableWithRetryAfter} × 503, ${t.networkErrors} connection errors`,
+    );
   }, 10_000);
   try {
     const loadStarted = Date.now();
@@ -388,17 +519,19 @@ async function main(): Promise<number> {
     faults.push(await restartServer(stack, 'redis', load));
     await sleep(4000);
     faults.push(...(await killWorkers(stack)));
-    faults.push(
-      await terminate(stack, 'download-worker', () => stack.downloadWorkers[0]!, (p) => (stack.downloadWorkers[0] = p)),
-    );
-    faults.push(await terminate(stack, 'normalize-worker', () => stack.others[0]!, (p) => (stack.others[0] = p)));
-    faults.push(await terminate(stack, 'janitor', () => stack.others[1]!, (p) => (stack.others[1] = p)));
+    // Every service once, the gateway last: its restart is the only fault clients can see.
+    const targets: [string, () => ServiceProcess, (p: ServiceProcess) => void][] = [
+      ['download-worker', () => stack.downloadWorkers[0]!, (p) => (stack.downloadWorkers[0] = p)],
+      ['normalize-worker', () => stack.others[0]!, (p) => (stack.others[0] = p)],
+      ['janitor', () => stack.others[1]!, (p) => (stack.others[1] = p)],
+      ['gateway', () => stack.gateway, (p) => (stack.gateway = p)],
+    ];
     const errorsBefore = load.tally.networkErrors;
-    faults.push(await terminate(stack, 'gateway', () => stack.gateway, (p) => (stack.gateway = p)));
+    for (const [name, get, set] of targets) faults.push(await terminate(stack, name, get, set));
     const restartRefusals = load.tally.networkErrors - errorsBefore;
     badInputs = await sendBadInputs(stack, load.tally);
     await sleep(3000);
-    load.stop();
+    await load.settle();
     loadSeconds = (Date.now() - loadStarted) / 1000;
 
     say(`draining: waiting for ${load.accepted.size} accepted jobs (up to ${DRAIN_TIMEOUT_MS / 1000} s)`);
@@ -408,38 +541,27 @@ async function main(): Promise<number> {
     const records = [...finished.values()];
     const completed = records.filter((r) => r?.status === 'completed').length;
     const failed = records.filter((r) => r?.status === 'failed').length;
-    const lost = load.accepted.size - completed;
+    const folder = (name: string) => readdir(join(stack.platform.dataDir, name)).catch(() => [] as string[]);
+    const outputs = (await folder('downloads')).length;
+    const leftovers = (await folder('tmp')).length;
 
-    const t = load.tally;
-    const survived = faults.filter((f) => f.survived).length;
-    const kinds = new Map<string, number>();
-    for (const f of faults) kinds.set(f.name, (kinds.get(f.name) ?? 0) + 1);
-    const other5xx = t.unexpected5xx.length;
-    const statuses = [...t.byStatus.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}×${n}`).join(' ');
-    const rows: [string, string][] = [
-      [
-        'load held',
-        `${((t.requests - badInputs.sent) / loadSeconds).toFixed(1)} requests/s, ${(load.accepted.size / loadSeconds).toFixed(2)} new jobs/s accepted, over ${loadSeconds.toFixed(0)} s of faults`,
-      ],
-      ['faults injected / survived', `${faults.length} / ${survived}`],
-      ...[...kinds.entries()].map(([name, n]): [string, string] => {
-        const these = faults.filter((f) => f.name === name);
-        const notes = n === 1 ? these[0]!.note : `${these.filter((f) => f.note === 'mid-job').length} mid-job`;
-        return [`  ${name}`, `${n} (${these.filter((f) => f.survived).length} survived; ${notes})`];
-      }),
-      ['bad inputs tried', `${badInputs.sent} malformed requests, ${badInputs.serverErrors} answered 5xx`],
-      ['5xx seen', `${t.unavailableWithRetryAfter} × 503 + Retry-After while a backend was down (slowest ${t.maxUnavailableMs.toFixed(0)} ms); ${other5xx} other`],
-      ['connections refused', `${t.networkErrors} (${restartRefusals} during the gateway restart)`],
-      ['responses by status', statuses],
-      ['jobs accepted / completed / lost', `${load.accepted.size} / ${completed} / ${lost}${failed ? ` (${failed} failed)` : ''}`],
-    ];
-    process.stdout.write(`\n${table(rows)}\n`);
-    if (other5xx > 0) process.stdout.write(`unexpected 5xx: ${t.unexpected5xx.slice(0, 10).join(', ')}\n`);
-    return lost === 0 && other5xx === 0 && survived === faults.length ? 0 : 1;
+    return report({
+      load,
+      faults,
+      badInputs,
+      loadSeconds,
+      restartRefusals,
+      completed,
+      failed,
+      outputs,
+      leftovers,
+    });
   } finally {
     clearInterval(progress);
     load.stop();
-    await Promise.all([stack.gateway, ...stack.downloadWorkers, ...stack.others].map((p) => p.stop('SIGTERM')));
+    await Promise.all(
+      [stack.gateway, ...stack.downloadWorkers, ...stack.others].map((p) => p.stop('SIGTERM')),
+    );
     await stack.fixtures.close();
     await stack.platform.close();
   }
@@ -448,7 +570,9 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    process.stderr.write(`chaos failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `chaos failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exit(1);
   },
 );

@@ -7,7 +7,7 @@ let bed: TestBed;
 const live: ServiceProcess[] = [];
 
 const KILLS = 20;
-const JOBS = 10;
+const JOBS = 12;
 // Short ack wait: a killed worker's jobs go to the next worker within the loop. Deliveries
 // are plenty, so no job runs out of them however often its worker dies.
 const ENV = {
@@ -36,10 +36,12 @@ function spawnWorker(): ServiceProcess {
 
 describe('worker killed again and again', () => {
   it(`when download workers are SIGKILLed mid-job ${KILLS} times in a row, then every job completes exactly once with one output file and no tmp leftovers`, async () => {
-    // About 3 s per download: every kill lands while jobs are running.
-    bed.fixtures.throttle(60_000);
+    // About 4 s per download: every kill lands while jobs are running, and few finish during
+    // the loop, so every new worker finds work.
+    bed.fixtures.throttle(45_000);
     const jobs: SubmittedJob[] = [];
-    for (let i = 0; i < JOBS; i++) jobs.push(await bed.submit(`${bed.fixtures.origin}/mp4/video.mp4?kill=${i}`, '360p'));
+    for (let i = 0; i < JOBS; i++)
+      jobs.push(await bed.submit(`${bed.fixtures.origin}/mp4/video.mp4?kill=${i}`, '360p'));
 
     // Two workers overlap, so a new one is starting while the other works and gets killed.
     let next = spawnWorker();
@@ -49,8 +51,14 @@ describe('worker killed again and again', () => {
       next = spawnWorker();
       await current.waitFor(/Job started/, 20_000);
       await sleep(300 + Math.random() * 700);
-      const running = current.output().split('\n').filter((l) => l.includes('Job started')).length;
-      const finished = current.output().split('\n').filter((l) => l.includes('Job completed')).length;
+      const running = current
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('Job started')).length;
+      const finished = current
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('Job completed')).length;
       if (running > finished) killedMidJob++;
       await current.stop('SIGKILL');
     }
@@ -61,7 +69,10 @@ describe('worker killed again and again', () => {
     const records = await Promise.all(jobs.map((j) => bed.waitFor(j.id, ['completed', 'failed'], 60_000)));
     expect(records.map((r) => r.status)).toEqual(jobs.map(() => 'completed'));
     for (const job of jobs) {
-      expect(job.events.filter((e) => e.type === 'completed'), job.id).toHaveLength(1);
+      expect(
+        job.events.filter((e) => e.type === 'completed'),
+        job.id,
+      ).toHaveLength(1);
     }
     const started = jobs.flatMap((j) => j.events.filter((e) => e.type === 'started'));
     expect(started.length).toBeGreaterThan(JOBS);

@@ -99,7 +99,9 @@ describe('Redis stopped and restarted', () => {
     await new Promise((r) => setTimeout(r, 2000));
 
     await platform.redis.start();
-    await expect.poll(async () => (await timedReady(url)).status, { timeout: 15_000, interval: 200 }).toBe(200);
+    await expect
+      .poll(async () => (await timedReady(url)).status, { timeout: 15_000, interval: 200 })
+      .toBe(200);
     fixtures.throttle(0);
     for (let i = 8; i < 14; i++) {
       const res = await postDownload(url, videoUrl(i));

@@ -21,7 +21,12 @@ let gateway: Gateway;
 const workers: DownloadWorker[] = [];
 let spawned: ServiceProcess | undefined;
 
-const ENV = { JOB_MAX_DELIVER: '3', JOB_ACK_WAIT_SECONDS: '2', JOB_RETRY_DELAY_SECONDS: '1', ...NO_RATE_LIMITS };
+const ENV = {
+  JOB_MAX_DELIVER: '3',
+  JOB_ACK_WAIT_SECONDS: '2',
+  JOB_RETRY_DELAY_SECONDS: '1',
+  ...NO_RATE_LIMITS,
+};
 
 beforeAll(async () => {
   platform = await startPlatform();
@@ -55,7 +60,10 @@ describe('a job that keeps failing', () => {
     expect(done.get(id!)).toMatchObject({
       status: 'failed',
       attempts: 3,
-      error: { code: 'download.max_deliveries', message: expect.stringMatching(/gave up after 3 deliveries/) },
+      error: {
+        code: 'download.max_deliveries',
+        message: expect.stringMatching(/gave up after 3 deliveries/),
+      },
     });
     fixtures.throttle(0);
   });

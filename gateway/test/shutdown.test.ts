@@ -23,7 +23,8 @@ let fixtures: FixtureServer;
 let gateway: Gateway;
 const live: ServiceProcess[] = [];
 
-const GRACE_SECONDS = 8;
+// Generous: a throttled download plus yt-dlp start-up on a busy 2-core machine fits well inside.
+const GRACE_SECONDS = 15;
 
 beforeAll(async () => {
   platform = await startPlatform();
@@ -66,7 +67,17 @@ describe('SIGTERM', () => {
     // A request whose body is still arriving when the signal comes.
     const answer = new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = request(
-        { host: '127.0.0.1', port, path: '/download', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' } },
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/download',
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+            connection: 'close',
+          },
+        },
         (res) => {
           let text = '';
           res.on('data', (d: Buffer) => (text += d.toString()));
@@ -112,7 +123,19 @@ describe('SIGTERM', () => {
 
   it('when a normalize worker gets SIGTERM mid-job, then the job is finished or handed back, never left processing, and it exits 0', async () => {
     const path = join(platform.dataDir, 'long.mp3');
-    await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'sine=frequency=330:sample_rate=44100:duration=60', '-c:a', 'libmp3lame', path]);
+    await run('ffmpeg', [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=330:sample_rate=44100:duration=60',
+      '-c:a',
+      'libmp3lame',
+      path,
+    ]);
     const proc = spawn('normalize-worker', { SHUTDOWN_GRACE_SECONDS: '1' });
     await proc.waitFor(/Normalize worker ready/);
     const form = new FormData();

@@ -15,7 +15,9 @@ afterAll(async () => {
 
 /** Direct children of a process whose command line mentions `pattern`. */
 async function childPids(parent: number, pattern: string): Promise<number[]> {
-  const { stdout } = await promisify(execFile)('pgrep', ['-P', String(parent), '-f', pattern]).catch(() => ({ stdout: '' }));
+  const { stdout } = await promisify(execFile)('pgrep', ['-P', String(parent), '-f', pattern]).catch(() => ({
+    stdout: '',
+  }));
   return stdout.split('\n').filter(Boolean).map(Number);
 }
 
@@ -40,16 +42,20 @@ describe('npm start', () => {
   it('when a service of the stack crashes, then the stack restarts it, and SIGTERM stops everything with exit 0', async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const stack = spawn(process.execPath, ['--conditions=media-jobs-source', '--import', 'tsx', 'scripts/stack.ts'], {
-      cwd: REPO_ROOT,
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '',
-        NO_COLOR: '1',
-        ...platform.env({ PORT: String(port), LOG_LEVEL: 'info', SHUTDOWN_GRACE_SECONDS: '3' }),
+    const stack = spawn(
+      process.execPath,
+      ['--conditions=media-jobs-source', '--import', 'tsx', 'scripts/stack.ts'],
+      {
+        cwd: REPO_ROOT,
+        env: {
+          PATH: process.env.PATH ?? '',
+          HOME: process.env.HOME ?? '',
+          NO_COLOR: '1',
+          ...platform.env({ PORT: String(port), LOG_LEVEL: 'info', SHUTDOWN_GRACE_SECONDS: '3' }),
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    );
     let out = '';
     stack.stdout.on('data', (d: Buffer) => (out += d.toString()));
     stack.stderr.on('data', (d: Buffer) => (out += d.toString()));

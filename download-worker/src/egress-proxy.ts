@@ -96,8 +96,15 @@ export async function startEgressProxy(options: EgressProxyOptions = {}): Promis
     const bare = host.replace(/^\[|\]$/g, '');
     const refuse = (address: string | null): Target => {
       refusals.push({ host: bare, port, address });
-      options.logger?.warn({ host: bare, port, address }, 'Egress refused: loopback, private or link-local target');
-      return { ok: false, refused: true, reason: `${bare}${address && address !== bare ? ` (${address})` : ''} is a loopback, private or link-local address` };
+      options.logger?.warn(
+        { host: bare, port, address },
+        'Egress refused: loopback, private or link-local target',
+      );
+      return {
+        ok: false,
+        refused: true,
+        reason: `${bare}${address && address !== bare ? ` (${address})` : ''} is a loopback, private or link-local address`,
+      };
     };
     if (isIP(bare) === 0 && isLocalhostName(bare)) return refuse(null);
     let addresses: string[];
@@ -119,14 +126,19 @@ export async function startEgressProxy(options: EgressProxyOptions = {}): Promis
         target = new URL(req.url ?? '');
         if (target.protocol !== 'http:') throw new Error('not http');
       } catch {
-        res.writeHead(400, { 'content-type': 'text/plain' }).end('egress proxy: absolute http:// URL expected\n');
+        res
+          .writeHead(400, { 'content-type': 'text/plain' })
+          .end('egress proxy: absolute http:// URL expected\n');
         return;
       }
       const port = Number(target.port || 80);
       const checked = await checkTarget(target.hostname, port);
       if (!checked.ok) {
         res
-          .writeHead(checked.refused ? 403 : 502, { 'content-type': 'text/plain', 'x-egress-refused': checked.refused ? '1' : '0' })
+          .writeHead(checked.refused ? 403 : 502, {
+            'content-type': 'text/plain',
+            'x-egress-refused': checked.refused ? '1' : '0',
+          })
           .end(`egress proxy: ${checked.reason}\n`);
         return;
       }
@@ -148,7 +160,8 @@ export async function startEgressProxy(options: EgressProxyOptions = {}): Promis
         up.pipe(res);
       });
       upstream.on('error', (err) => {
-        if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`egress proxy: ${err.message}\n`);
+        if (!res.headersSent)
+          res.writeHead(502, { 'content-type': 'text/plain' }).end(`egress proxy: ${err.message}\n`);
         else res.destroy();
       });
       res.on('close', () => upstream.destroy());
@@ -156,7 +169,8 @@ export async function startEgressProxy(options: EgressProxyOptions = {}): Promis
     })().catch((err: unknown) => {
       // An injected policy or resolver that throws: refuse the request, keep the proxy up.
       options.logger?.warn({ err }, 'Egress proxy request failed');
-      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end('egress proxy: internal error\n');
+      if (!res.headersSent)
+        res.writeHead(502, { 'content-type': 'text/plain' }).end('egress proxy: internal error\n');
       else res.destroy();
     });
   });
@@ -170,27 +184,35 @@ export async function startEgressProxy(options: EgressProxyOptions = {}): Promis
         `HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\nx-egress-refused: ${refused ? 1 : 0}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(reason) + 1}\r\n\r\n${reason}\n`,
       );
     if (!authority) return reply('400 Bad Request', 'egress proxy: CONNECT host:port expected');
-    void checkTarget(authority.host, authority.port).then((checked) => {
-      if (!checked.ok) return reply(checked.refused ? '403 Forbidden' : '502 Bad Gateway', `egress proxy: ${checked.reason}`, checked.refused);
-      const upstream = connect({ host: checked.address, port: authority.port });
-      track(upstream);
-      const timer = setTimeout(() => upstream.destroy(new Error('connect timed out')), connectTimeoutMs);
-      let established = false;
-      upstream.once('connect', () => {
-        established = true;
-        clearTimeout(timer);
-        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        if (head.length > 0) upstream.write(head);
-        upstream.pipe(client);
-        client.pipe(upstream);
-      });
-      upstream.on('error', (err) => {
-        clearTimeout(timer);
-        if (!established) reply('502 Bad Gateway', `egress proxy: ${err.message}`);
-        else client.destroy();
-      });
-      client.on('close', () => upstream.destroy());
-    }, () => reply('502 Bad Gateway', 'egress proxy: internal error'));
+    void checkTarget(authority.host, authority.port).then(
+      (checked) => {
+        if (!checked.ok)
+          return reply(
+            checked.refused ? '403 Forbidden' : '502 Bad Gateway',
+            `egress proxy: ${checked.reason}`,
+            checked.refused,
+          );
+        const upstream = connect({ host: checked.address, port: authority.port });
+        track(upstream);
+        const timer = setTimeout(() => upstream.destroy(new Error('connect timed out')), connectTimeoutMs);
+        let established = false;
+        upstream.once('connect', () => {
+          established = true;
+          clearTimeout(timer);
+          client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+          if (head.length > 0) upstream.write(head);
+          upstream.pipe(client);
+          client.pipe(upstream);
+        });
+        upstream.on('error', (err) => {
+          clearTimeout(timer);
+          if (!established) reply('502 Bad Gateway', `egress proxy: ${err.message}`);
+          else client.destroy();
+        });
+        client.on('close', () => upstream.destroy());
+      },
+      () => reply('502 Bad Gateway', 'egress proxy: internal error'),
+    );
   });
 
   await new Promise<void>((resolve, reject) => {

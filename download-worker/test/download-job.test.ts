@@ -50,7 +50,11 @@ async function jobRun(id: string, request: Record<string, unknown>, signal = new
 
 const handler = (env: Record<string, string> = {}) =>
   // The fixtures are on 127.0.0.1: without ALLOW_PRIVATE_URLS the egress proxy would refuse them.
-  createDownloadHandler({ config: loadConfig({ DATA_DIR: root, ALLOW_PRIVATE_URLS: 'true', ...env }), storage, logger });
+  createDownloadHandler({
+    config: loadConfig({ DATA_DIR: root, ALLOW_PRIVATE_URLS: 'true', ...env }),
+    storage,
+    logger,
+  });
 
 describe('download handler', () => {
   it('when yt-dlp is not installed, then the run fails with a retryable tool.missing error', async () => {

@@ -46,7 +46,9 @@ async function fixture(handle: (path: string, res: ServerResponse) => void): Pro
 beforeAll(async () => {
   video = await makeMp4({ width: 320, height: 180, seconds: 1 });
   const bytes = await readFile(video);
-  internal = await fixture((_path, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('secret'));
+  internal = await fixture((_path, res) =>
+    res.writeHead(200, { 'content-type': 'text/plain' }).end('secret'),
+  );
   allowed = await fixture((path, res) => {
     if (path.startsWith('/to-internal')) {
       res.writeHead(302, { location: `http://127.0.0.1:${internal.port}/video.mp4` }).end();
@@ -74,14 +76,26 @@ const onlyAllowedFixture = (address: string, port: number) =>
   (address === '127.0.0.1' && port === allowed.port) || !/^(127\.|10\.|::1$|192\.168\.)/.test(address);
 
 /** A plain-HTTP request through the proxy (absolute-form request target, as yt-dlp sends). */
-function viaProxy(proxy: EgressProxy, url: string): Promise<{ status: number; body: string; refused: string | undefined }> {
+function viaProxy(
+  proxy: EgressProxy,
+  url: string,
+): Promise<{ status: number; body: string; refused: string | undefined }> {
   const { port } = new URL(proxy.url);
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: url, method: 'GET', headers: { host: new URL(url).host } }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, refused: res.headers['x-egress-refused'] as string | undefined }));
-    });
+    const req = request(
+      { host: '127.0.0.1', port, path: url, method: 'GET', headers: { host: new URL(url).host } },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body,
+            refused: res.headers['x-egress-refused'] as string | undefined,
+          }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -148,7 +162,10 @@ describe('egress proxy with the default policy', () => {
 
   it('when a name resolves to the checked address, then the proxy connects to that address and keeps the Host header', async () => {
     // "site.example" resolves (by injection) to the allowed fixture: the connection uses the checked address.
-    const proxy = await startEgressProxy({ allowAddress: onlyAllowedFixture, resolve: async () => ['127.0.0.1'] });
+    const proxy = await startEgressProxy({
+      allowAddress: onlyAllowedFixture,
+      resolve: async () => ['127.0.0.1'],
+    });
     try {
       const res = await viaProxy(proxy, `http://site.example:${allowed.port}/named`);
       expect(res).toMatchObject({ status: 200, body: 'hello /named' });
@@ -167,7 +184,11 @@ describe('egress proxy with a policy that allows one loopback fixture', () => {
 
       const hop = await new Promise<{ status: number; location: string }>((resolve, reject) => {
         const req = request(
-          { host: '127.0.0.1', port: new URL(proxy.url).port, path: `http://127.0.0.1:${allowed.port}/to-internal` },
+          {
+            host: '127.0.0.1',
+            port: new URL(proxy.url).port,
+            path: `http://127.0.0.1:${allowed.port}/to-internal`,
+          },
           (res) => {
             res.resume();
             resolve({ status: res.statusCode ?? 0, location: String(res.headers.location) });
@@ -214,7 +235,13 @@ describe('download handler behind the egress proxy (ALLOW_PRIVATE_URLS=false)', 
   });
 
   it('when yt-dlp is given the proxy, then the argument array carries --proxy before the URL', () => {
-    const args = buildYtDlpArgs({ url: 'https://example.com/v', quality: 'best', workDir: '/w', ffmpegPath: 'ffmpeg', proxy: 'http://127.0.0.1:9' });
+    const args = buildYtDlpArgs({
+      url: 'https://example.com/v',
+      quality: 'best',
+      workDir: '/w',
+      ffmpegPath: 'ffmpeg',
+      proxy: 'http://127.0.0.1:9',
+    });
     expect(args.slice(-4)).toEqual(['--proxy', 'http://127.0.0.1:9', '--', 'https://example.com/v']);
   });
 
@@ -225,9 +252,9 @@ describe('download handler behind the egress proxy (ALLOW_PRIVATE_URLS=false)', 
   }, 60_000);
 
   it('when the source redirects yt-dlp to an internal address, then the job fails with a final download.private_url and the internal host is never reached', async () => {
-    const err = await handler()(await runFor('egress_redirect_best', `http://127.0.0.1:${allowed.port}/to-internal`)).catch(
-      (e: unknown) => e,
-    );
+    const err = await handler()(
+      await runFor('egress_redirect_best', `http://127.0.0.1:${allowed.port}/to-internal`),
+    ).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'download.private_url', retryable: false });
     expect((err as Error).message).toContain('127.0.0.1');
     expect(internal.hits).toHaveLength(0);

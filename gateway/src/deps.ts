@@ -1,4 +1,13 @@
-import type { Config, EventPublisher, JobQueue, JobStore, Logger, NatsConnection, Redis, Storage } from '@media-jobs/libs';
+import type {
+  Config,
+  EventPublisher,
+  JobQueue,
+  JobStore,
+  Logger,
+  NatsConnection,
+  Redis,
+  Storage,
+} from '@media-jobs/libs';
 
 /** What the routes need, built once in `main.ts` (or a test) and passed in explicitly. */
 export interface GatewayDeps {

@@ -8,16 +8,26 @@ const MULTIPART_ERRORS =
 function fromFrameworkError(err: unknown): AppError | null {
   if (typeof err !== 'object' || err === null) return null;
   const e = err as { type?: string; status?: number; code?: string; message?: string; field?: string };
-  if (e.type === 'entity.parse.failed') return new AppError('request.invalid_json', 'the body is not valid JSON', { status: 400 });
+  if (e.type === 'entity.parse.failed')
+    return new AppError('request.invalid_json', 'the body is not valid JSON', { status: 400 });
   if (e.type === 'entity.too.large' || e.code === 'LIMIT_FILE_SIZE')
     return new AppError('request.too_large', 'the request body is larger than allowed', { status: 413 });
   if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported')
     return new AppError('request.unsupported_encoding', e.message ?? 'unsupported encoding', { status: 415 });
   // busboy (under multer) throws plain Errors for a broken multipart body, or a client gone mid-upload.
   if (err instanceof Error && MULTIPART_ERRORS.test(err.message))
-    return new AppError('request.invalid_multipart', `invalid multipart body: ${err.message}`, { status: 400 });
-  if ((typeof e.code === 'string' && e.code.startsWith('LIMIT_')) || (err instanceof Error && err.name === 'MulterError'))
-    return new AppError('request.invalid_multipart', `${e.message ?? 'invalid multipart body'}${e.field ? ` (${e.field})` : ''}`, { status: 400 });
+    return new AppError('request.invalid_multipart', `invalid multipart body: ${err.message}`, {
+      status: 400,
+    });
+  if (
+    (typeof e.code === 'string' && e.code.startsWith('LIMIT_')) ||
+    (err instanceof Error && err.name === 'MulterError')
+  )
+    return new AppError(
+      'request.invalid_multipart',
+      `${e.message ?? 'invalid multipart body'}${e.field ? ` (${e.field})` : ''}`,
+      { status: 400 },
+    );
   if (typeof e.status === 'number' && e.status >= 400 && e.status < 500)
     return new AppError('request.invalid', e.message ?? 'invalid request', { status: e.status });
   return null;
@@ -26,12 +36,20 @@ function fromFrameworkError(err: unknown): AppError | null {
 /** Redis or NATS unreachable: a 503 the client may retry, never a 500. */
 function fromBackendError(err: unknown): AppError | null {
   const message = err instanceof Error ? err.message : '';
-  if (/Connection is closed|ECONNREFUSED|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|ETIMEDOUT|connection timeout/i.test(message)) {
-    return new AppError('backend.unavailable', 'a backing service (Redis or NATS) is not reachable; try again shortly', {
-      status: 503,
-      retryable: true,
-      cause: err,
-    });
+  if (
+    /Connection is closed|ECONNREFUSED|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|ETIMEDOUT|connection timeout/i.test(
+      message,
+    )
+  ) {
+    return new AppError(
+      'backend.unavailable',
+      'a backing service (Redis or NATS) is not reachable; try again shortly',
+      {
+        status: 503,
+        retryable: true,
+        cause: err,
+      },
+    );
   }
   return null;
 }
@@ -41,18 +59,20 @@ export const notFoundRoute: RequestHandler = (req, _res, next) => {
 };
 
 /** The one error handler: every error becomes `{"error": {code, message, details?}}` with its status. */
-export const errorHandler = (logger: Logger): ErrorRequestHandler => (err, req, res, _next) => {
-  const appError = isAppError(err) ? err : (fromFrameworkError(err) ?? fromBackendError(err));
-  if (!appError || appError.status >= 500) {
-    logger.error({ err, req: { method: req.method, url: req.originalUrl } }, 'Request failed');
-  }
-  const status = appError?.status ?? 500;
-  if (status === 503) res.setHeader('Retry-After', '5');
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.status(status).json({
-    error: appError ? appError.toJSON() : { code: 'internal', message: 'internal error' },
-  });
-};
+export const errorHandler =
+  (logger: Logger): ErrorRequestHandler =>
+  (err, req, res, _next) => {
+    const appError = isAppError(err) ? err : (fromFrameworkError(err) ?? fromBackendError(err));
+    if (!appError || appError.status >= 500) {
+      logger.error({ err, req: { method: req.method, url: req.originalUrl } }, 'Request failed');
+    }
+    const status = appError?.status ?? 500;
+    if (status === 503) res.setHeader('Retry-After', '5');
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.status(status).json({
+      error: appError ? appError.toJSON() : { code: 'internal', message: 'internal error' },
+    });
+  };

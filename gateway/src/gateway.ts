@@ -18,7 +18,10 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
-export async function startGateway(config: Config, logger: Logger = createLogger('gateway', config)): Promise<Gateway> {
+export async function startGateway(
+  config: Config,
+  logger: Logger = createLogger('gateway', config),
+): Promise<Gateway> {
   const ctx = await openContext('gateway', config, logger);
   const app = createApp({ ...ctx, queue: new JobQueue(ctx.nc) });
   const server: Server = createServer(

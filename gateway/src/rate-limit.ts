@@ -88,16 +88,30 @@ function limiter(
     passOnStoreError: false,
     // These checks would log on every request carrying a forged X-Forwarded-For; TRUST_PROXY decides.
     validate: { xForwardedForHeader: false, forwardedHeader: false },
-    logger: { warn: (err: unknown) => deps.logger.warn({ err }, 'rate limiter'), error: (err: unknown) => deps.logger.error({ err }, 'rate limiter') },
+    logger: {
+      warn: (err: unknown) => deps.logger.warn({ err }, 'rate limiter'),
+      error: (err: unknown) => deps.logger.error({ err }, 'rate limiter'),
+    },
     handler: (req, _res, next) => {
       const info = (req as Request & { rateLimit?: { limit: number; resetTime?: Date } }).rateLimit;
-      const retryAfter = info?.resetTime ? Math.max(1, Math.ceil((info.resetTime.getTime() - Date.now()) / 1000)) : 60;
+      const retryAfter = info?.resetTime
+        ? Math.max(1, Math.ceil((info.resetTime.getTime() - Date.now()) / 1000))
+        : 60;
       next(
-        new AppError('rate_limited', `too many ${name === 'submissions' ? 'submissions' : 'requests'}; try again in ${retryAfter} s`, {
-          status: 429,
-          retryable: true,
-          details: { policy: name, limit: info?.limit ?? limit, window_s: WINDOW_MS / 1000, retry_after_s: retryAfter },
-        }),
+        new AppError(
+          'rate_limited',
+          `too many ${name === 'submissions' ? 'submissions' : 'requests'}; try again in ${retryAfter} s`,
+          {
+            status: 429,
+            retryable: true,
+            details: {
+              policy: name,
+              limit: info?.limit ?? limit,
+              window_s: WINDOW_MS / 1000,
+              retry_after_s: retryAfter,
+            },
+          },
+        ),
       );
     },
   });

@@ -9,7 +9,8 @@ import { routeKey } from './request-kind.js';
  * `router.get('/docs', contentSecurityPolicy(DOCS_CONTENT_SECURITY_POLICY), ...)`: these
  * headers are set before any route runs, so the route's value wins.
  */
-export const API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+export const API_CONTENT_SECURITY_POLICY =
+  "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /** For a swagger-ui page served from our own origin (its scripts, styles and the spec). */
 export const DOCS_CONTENT_SECURITY_POLICY =

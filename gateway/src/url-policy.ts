@@ -11,7 +11,8 @@ export { isPrivateAddress };
 export function parseSubmittedUrl(raw: string): URL {
   const text = raw.trim();
   if (text.length === 0) throw badRequest('download.invalid_url', 'url must not be empty');
-  if (text.length > MAX_URL_LENGTH) throw badRequest('download.invalid_url', `url must be at most ${MAX_URL_LENGTH} characters`);
+  if (text.length > MAX_URL_LENGTH)
+    throw badRequest('download.invalid_url', `url must be at most ${MAX_URL_LENGTH} characters`);
   if (text.startsWith('-')) throw badRequest('download.invalid_url', 'url must not start with "-"');
   let url: URL;
   try {
@@ -20,7 +21,10 @@ export function parseSubmittedUrl(raw: string): URL {
     throw badRequest('download.invalid_url', 'url is not a valid absolute URL');
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw badRequest('download.invalid_url', `url scheme must be http or https, not ${url.protocol.replace(/:$/, '')}`);
+    throw badRequest(
+      'download.invalid_url',
+      `url scheme must be http or https, not ${url.protocol.replace(/:$/, '')}`,
+    );
   }
   if (!url.hostname) throw badRequest('download.invalid_url', 'url has no host');
   return url;

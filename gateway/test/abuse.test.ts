@@ -6,7 +6,11 @@ import { Redis } from 'ioredis';
 import { ConfigError, loadConfig } from '@media-jobs/libs';
 import { startPlatform, type Platform } from '@media-jobs/libs/testing';
 import { startGateway, type Gateway } from '../src/gateway.js';
-import { DOCS_CONTENT_SECURITY_POLICY, contentSecurityPolicy, securityHeaders } from '../src/security-headers.js';
+import {
+  DOCS_CONTENT_SECURITY_POLICY,
+  contentSecurityPolicy,
+  securityHeaders,
+} from '../src/security-headers.js';
 
 const KEY_A = 'key-a-0123456789abcdef';
 const KEY_B = 'key-b-0123456789abcdef';
@@ -63,8 +67,13 @@ describe('rate limiting', () => {
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(60);
     expect(refused.headers.get('ratelimit')).toMatch(/^"submissions"; r=0; t=\d+$/);
-    const body = (await refused.json()) as { error: { code: string; message: string; details: Record<string, unknown> } };
-    expect(body.error).toMatchObject({ code: 'rate_limited', details: { policy: 'submissions', limit: 3, window_s: 60 } });
+    const body = (await refused.json()) as {
+      error: { code: string; message: string; details: Record<string, unknown> };
+    };
+    expect(body.error).toMatchObject({
+      code: 'rate_limited',
+      details: { policy: 'submissions', limit: 3, window_s: 60 },
+    });
   });
 
   it('when a client spreads its submissions over two replicas, then they share one budget in Redis', async () => {
@@ -90,7 +99,8 @@ describe('rate limiting', () => {
   });
 
   it('when a client spells the route /DOWNLOAD/ to dodge the limit, then it still counts as a submission', async () => {
-    for (const path of ['/download', '/DOWNLOAD', '/download/']) expect((await submit(limited.url, {}, path)).status).toBeLessThan(300);
+    for (const path of ['/download', '/DOWNLOAD', '/download/'])
+      expect((await submit(limited.url, {}, path)).status).toBeLessThan(300);
     expect((await submit(limited.url, {}, '/Download')).status).toBe(429);
   });
 
@@ -106,12 +116,14 @@ describe('rate limiting', () => {
   });
 
   it('when clients send valid API keys, then each key has its own budget and invalid keys count against the address', async () => {
-    for (let i = 0; i < 3; i++) expect((await submit(keyed.url, { authorization: `Bearer ${KEY_A}` })).status).toBeLessThan(300);
+    for (let i = 0; i < 3; i++)
+      expect((await submit(keyed.url, { authorization: `Bearer ${KEY_A}` })).status).toBeLessThan(300);
     expect((await submit(keyed.url, { authorization: `Bearer ${KEY_A}` })).status).toBe(429);
     expect((await submit(keyed.url, { 'x-api-key': KEY_B })).status).toBeLessThan(300);
     // Guessing keys: 401s until the address's budget is spent, then 429s.
     const guesses: number[] = [];
-    for (let i = 0; i < 4; i++) guesses.push((await submit(keyed.url, { 'x-api-key': `guess-${i}-0123456789abcdef` })).status);
+    for (let i = 0; i < 4; i++)
+      guesses.push((await submit(keyed.url, { 'x-api-key': `guess-${i}-0123456789abcdef` })).status);
     expect(guesses).toEqual([401, 401, 401, 429]);
   });
 });
@@ -149,7 +161,10 @@ describe('API keys', () => {
     expect((await fetch(`${keyed.url}/jobs/${created.id}`)).status).toBe(200);
     expect((await fetch(`${keyed.url}/jobs/${created.id}`, { method: 'DELETE' })).status).toBe(401);
     expect((await fetch(`${keyed.url}/jobs/${created.id}`)).status).toBe(200);
-    const deleted = await fetch(`${keyed.url}/jobs/${created.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${KEY_B}` } });
+    const deleted = await fetch(`${keyed.url}/jobs/${created.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${KEY_B}` },
+    });
     expect(deleted.status).toBe(200);
   });
 });
@@ -158,7 +173,9 @@ describe('security headers and HTTP limits', () => {
   it('when any endpoint answers, then it carries an API content security policy and the helmet headers, and no X-Powered-By', async () => {
     for (const path of ['/health', '/jobs/none', '/no-such-route']) {
       const res = await fetch(`${limited.url}${path}`);
-      expect(res.headers.get('content-security-policy')).toBe("default-src 'none';frame-ancestors 'none';base-uri 'none';form-action 'none'");
+      expect(res.headers.get('content-security-policy')).toBe(
+        "default-src 'none';frame-ancestors 'none';base-uri 'none';form-action 'none'",
+      );
       expect(res.headers.get('x-content-type-options')).toBe('nosniff');
       expect(res.headers.get('x-frame-options')).toBe('SAMEORIGIN');
       expect(res.headers.get('cross-origin-resource-policy')).toBe('same-origin');
@@ -175,7 +192,11 @@ describe('security headers and HTTP limits', () => {
   it('when a route sets its own policy through the hook, then that policy replaces the API one', async () => {
     const app = express();
     app.use(securityHeaders());
-    app.get('/docs', contentSecurityPolicy(DOCS_CONTENT_SECURITY_POLICY), (_req, res) => void res.send('<html></html>'));
+    app.get(
+      '/docs',
+      contentSecurityPolicy(DOCS_CONTENT_SECURITY_POLICY),
+      (_req, res) => void res.send('<html></html>'),
+    );
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     try {
@@ -189,10 +210,14 @@ describe('security headers and HTTP limits', () => {
 
   it('when the request headers exceed 16 KiB, then it is a 431 and the gateway keeps answering', async () => {
     const status = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(`${limited.url}/health`, { headers: { 'x-big': 'a'.repeat(17 * 1024) } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
+      const req = httpRequest(
+        `${limited.url}/health`,
+        { headers: { 'x-big': 'a'.repeat(17 * 1024) } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
       req.on('error', reject).end();
     });
     expect(status).toBe(431);
@@ -201,7 +226,10 @@ describe('security headers and HTTP limits', () => {
 
   it('when HEAD asks for the event stream of a live job, then it answers at once instead of hanging', async () => {
     const created = (await (await submit(limited.url)).json()) as { id: string };
-    const res = await fetch(`${limited.url}/jobs/${created.id}/events`, { method: 'HEAD', signal: AbortSignal.timeout(3000) });
+    const res = await fetch(`${limited.url}/jobs/${created.id}/events`, {
+      method: 'HEAD',
+      signal: AbortSignal.timeout(3000),
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
   });
@@ -209,12 +237,21 @@ describe('security headers and HTTP limits', () => {
   it('when POST /normalize gets a multipart body with no boundary or no end, then it is a 400, never a 500', async () => {
     for (const [type, body] of [
       ['multipart/form-data', 'x'],
-      ['multipart/form-data; boundary=zz', '--zz\r\nContent-Disposition: form-data; name="operations[]"\r\n\r\nx'],
+      [
+        'multipart/form-data; boundary=zz',
+        '--zz\r\nContent-Disposition: form-data; name="operations[]"\r\n\r\nx',
+      ],
       ['multipart/form-data; boundary=zz', '--zz\r\nContent-Disposition: form-data\r\n\r\nx\r\n--zz--\r\n'],
     ]) {
-      const res = await fetch(`${limited.url}/normalize`, { method: 'POST', headers: { 'content-type': type as string }, body });
+      const res = await fetch(`${limited.url}/normalize`, {
+        method: 'POST',
+        headers: { 'content-type': type as string },
+        body,
+      });
       expect(res.status).toBe(400);
-      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('request.invalid_multipart');
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(
+        'request.invalid_multipart',
+      );
     }
   });
 });
@@ -222,7 +259,13 @@ describe('security headers and HTTP limits', () => {
 describe('abuse configuration', () => {
   it('when the new variables are unset, then limits are on with safe defaults and keys and proxies are off', () => {
     const c = loadConfig({});
-    expect(c).toMatchObject({ rateLimitPerMinute: 60, rateLimitReadsPerMinute: 600, trustProxy: false, apiKeys: [], requestTimeoutMs: 900_000 });
+    expect(c).toMatchObject({
+      rateLimitPerMinute: 60,
+      rateLimitReadsPerMinute: 600,
+      trustProxy: false,
+      apiKeys: [],
+      requestTimeoutMs: 900_000,
+    });
   });
 
   it.each([
@@ -249,7 +292,10 @@ describe('abuse configuration', () => {
   });
 
   it('when TRUST_PROXY lists addresses and names, then they are kept as a list', () => {
-    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toEqual(['loopback', '10.0.0.0/8']);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toEqual([
+      'loopback',
+      '10.0.0.0/8',
+    ]);
     expect(loadConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
   });
 });

@@ -19,7 +19,8 @@ beforeAll(async () => {
   redis = new Redis(platform.redis.url);
   nc = await connect({ servers: platform.nats.url });
   nc.subscribe('events.job.>', {
-    callback: (_err, msg) => void events.push({ subject: msg.subject, event: jobEventSchema.parse(msg.json()) }),
+    callback: (_err, msg) =>
+      void events.push({ subject: msg.subject, event: jobEventSchema.parse(msg.json()) }),
   });
 });
 
@@ -118,13 +119,19 @@ describe('POST /download submissions', () => {
     expect(res.body.id).toMatch(/^u[0-9a-f]{16}_720p$/);
     const pttl = await redis.pttl(`job:${res.body.id}`);
     expect(Math.abs(pttl - (Date.parse(res.body.expires_at) - Date.now()))).toBeLessThan(1000);
-    expect(Number(await redis.zscore(EXPIRY_INDEX, `job:${res.body.id}`))).toBe(Date.parse(res.body.expires_at));
-    await expect.poll(() => events.some((e) => e.subject === `events.job.download.${res.body.id}.queued`)).toBe(true);
+    expect(Number(await redis.zscore(EXPIRY_INDEX, `job:${res.body.id}`))).toBe(
+      Date.parse(res.body.expires_at),
+    );
+    await expect
+      .poll(() => events.some((e) => e.subject === `events.job.download.${res.body.id}.queued`))
+      .toBe(true);
 
     const again = await post(gateway.url, { url: 'https://EXAMPLE.com/clip.mp4?a=1&b=2#x', quality: '720p' });
     expect(again.status).toBe(200);
     expect(again.body).toMatchObject({ id: res.body.id, cache_hit: true, created_at: res.body.created_at });
-    await expect.poll(() => events.some((e) => e.subject === `events.job.download.${res.body.id}.cache_hit`)).toBe(true);
+    await expect
+      .poll(() => events.some((e) => e.subject === `events.job.download.${res.body.id}.cache_hit`))
+      .toBe(true);
   });
 
   it('when no quality is given, then it is best', async () => {
@@ -135,7 +142,9 @@ describe('POST /download submissions', () => {
 
   it('when 50 identical submissions race, then one job is created and 49 are cache hits', async () => {
     const url = 'https://example.com/race.mp4';
-    const results = await Promise.all(Array.from({ length: 50 }, () => post(gateway.url, { url, quality: '360p' })));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => post(gateway.url, { url, quality: '360p' })),
+    );
     expect(results.filter((r) => r.status === 202)).toHaveLength(1);
     expect(results.filter((r) => r.status === 200 && r.body.cache_hit === true)).toHaveLength(49);
     expect(new Set(results.map((r) => r.body.created_at)).size).toBe(1);
@@ -158,7 +167,9 @@ describe('POST /download submissions', () => {
     expect(await del.json()).toMatchObject({ id: body.id, deleted: true });
     expect(await redis.exists(`job:${body.id}`)).toBe(0);
     expect(await redis.zscore(EXPIRY_INDEX, `job:${body.id}`)).toBeNull();
-    await expect.poll(() => events.some((e) => e.subject === `events.job.download.${body.id}.deleted`)).toBe(true);
+    await expect
+      .poll(() => events.some((e) => e.subject === `events.job.download.${body.id}.deleted`))
+      .toBe(true);
     expect((await fetch(`${gateway.url}/jobs/${body.id}`)).status).toBe(404);
     expect((await fetch(`${gateway.url}/jobs/${body.id}`, { method: 'DELETE' })).status).toBe(404);
   });
@@ -197,6 +208,9 @@ describe('health', () => {
     expect((await fetch(`${gateway.url}/health`)).status).toBe(200);
     const ready = await fetch(`${gateway.url}/ready`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ status: 'ready', checks: { nats: { ok: true }, redis: { ok: true }, data_dir: { ok: true } } });
+    expect(await ready.json()).toMatchObject({
+      status: 'ready',
+      checks: { nats: { ok: true }, redis: { ok: true }, data_dir: { ok: true } },
+    });
   });
 });

@@ -58,7 +58,10 @@ async function submit(url: string, quality?: string) {
 
 async function waitDone(id: string) {
   await expect
-    .poll(async () => ((await (await fetch(`${gateway.url}/jobs/${id}`)).json()) as any).status, { timeout: 60_000, interval: 200 })
+    .poll(async () => ((await (await fetch(`${gateway.url}/jobs/${id}`)).json()) as any).status, {
+      timeout: 60_000,
+      interval: 200,
+    })
     .toMatch(/completed|failed/);
   return (await (await fetch(`${gateway.url}/jobs/${id}`)).json()) as any;
 }

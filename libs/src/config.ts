@@ -14,7 +14,10 @@ const decimal = (rule: string) =>
     .regex(/^-?(\d+(\.\d*)?|\.\d+)$/, rule)
     .transform(Number);
 
-const positiveDecimal = decimal('must be a decimal number > 0').refine((n) => n > 0, 'must be a decimal number > 0');
+const positiveDecimal = decimal('must be a decimal number > 0').refine(
+  (n) => n > 0,
+  'must be a decimal number > 0',
+);
 
 const int = (min: number, max: number) => {
   const rule = `must be an integer from ${min} to ${max}`;
@@ -37,21 +40,32 @@ const url = (schemes: string[]) =>
   z
     .string()
     .trim()
-    .refine((s) => {
-      try {
-        return schemes.includes(new URL(s).protocol.replace(/:$/, ''));
-      } catch {
-        return false;
-      }
-    }, `must be a URL with scheme ${schemes.join(' or ')}`);
+    .refine(
+      (s) => {
+        try {
+          return schemes.includes(new URL(s).protocol.replace(/:$/, ''));
+        } catch {
+          return false;
+        }
+      },
+      `must be a URL with scheme ${schemes.join(' or ')}`,
+    );
 
 const nonEmpty = z.string().trim().min(1, 'must not be empty');
 
 /** Comma-separated API keys; each at least 16 characters without spaces or commas, so a typo cannot make a guessable key. */
 const apiKeys = z
   .string()
-  .transform((s) => s.split(',').map((k) => k.trim()).filter((k) => k.length > 0))
-  .refine((keys) => keys.every((k) => k.length >= 16 && !/\s/.test(k)), 'must be comma-separated keys of at least 16 characters without spaces');
+  .transform((s) =>
+    s
+      .split(',')
+      .map((k) => k.trim())
+      .filter((k) => k.length > 0),
+  )
+  .refine(
+    (keys) => keys.every((k) => k.length >= 16 && !/\s/.test(k)),
+    'must be comma-separated keys of at least 16 characters without spaces',
+  );
 
 /**
  * Express's `trust proxy`: false, a hop count, or the load balancers' addresses/subnets (or
@@ -67,7 +81,10 @@ const trustProxy = z
     const lower = s.toLowerCase();
     if (['false', '0', 'no', 'off', ''].includes(lower)) return false;
     if (/^\d+$/.test(s)) return Number(s);
-    return s.split(',').map((p) => p.trim()).filter(Boolean);
+    return s
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean);
   })
   .refine(
     (v) =>
@@ -75,7 +92,10 @@ const trustProxy = z
       (typeof v === 'number' && v >= 1 && v <= 10) ||
       (Array.isArray(v) &&
         v.length > 0 &&
-        v.every((p) => ['loopback', 'linklocal', 'uniquelocal'].includes(p) || /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(p))),
+        v.every(
+          (p) =>
+            ['loopback', 'linklocal', 'uniquelocal'].includes(p) || /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(p),
+        )),
     TRUST_PROXY_RULE,
   );
 
@@ -186,7 +206,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = {} as Record<string, unknown>;
   for (const [name, [schema, fallback]] of Object.entries(VARIABLES)) {
     const raw = env[name];
-    const value = raw === undefined || (raw.trim() === '' && name !== 'ADMIN_TOKEN' && name !== 'API_KEYS') ? fallback : raw;
+    const value =
+      raw === undefined || (raw.trim() === '' && name !== 'ADMIN_TOKEN' && name !== 'API_KEYS')
+        ? fallback
+        : raw;
     const result = (schema as z.ZodType).safeParse(value);
     if (!result.success) {
       // Secrets never reach a log line, not even a wrong one.

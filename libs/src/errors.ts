@@ -32,7 +32,8 @@ export class AppError extends Error {
 export const badRequest = (code: string, message: string, details?: unknown): AppError =>
   new AppError(code, message, { status: 400, details });
 
-export const notFound = (code: string, message: string): AppError => new AppError(code, message, { status: 404 });
+export const notFound = (code: string, message: string): AppError =>
+  new AppError(code, message, { status: 404 });
 
 export const unavailable = (code: string, message: string, cause?: unknown): AppError =>
   new AppError(code, message, { status: 503, retryable: true, cause });

@@ -4,7 +4,10 @@ import type { JobKind } from './job-record.js';
 import { jobEventSubject, type JobEventType } from './subjects.js';
 
 /** The body of one job event, without the envelope and the job's identity. */
-export type JobEventBody<T extends JobEventType> = Omit<Extract<EventInput<JobEvent>, { type: T }>, 'type' | 'job_id' | 'kind'>;
+export type JobEventBody<T extends JobEventType> = Omit<
+  Extract<EventInput<JobEvent>, { type: T }>,
+  'type' | 'job_id' | 'kind'
+>;
 
 /**
  * Publishes events with core NATS: subscribers of `events.>` see them live, and the `EVENTS`

@@ -14,8 +14,16 @@ export const jobQueuedEvent = z.object({
   request: z.record(z.string(), z.unknown()),
   expires_at: z.iso.datetime(),
 });
-export const jobCacheHitEvent = z.object({ ...job, type: z.literal('cache_hit'), status: z.enum(JOB_STATUSES) });
-export const jobStartedEvent = z.object({ ...job, type: z.literal('started'), attempt: z.number().int().min(1) });
+export const jobCacheHitEvent = z.object({
+  ...job,
+  type: z.literal('cache_hit'),
+  status: z.enum(JOB_STATUSES),
+});
+export const jobStartedEvent = z.object({
+  ...job,
+  type: z.literal('started'),
+  attempt: z.number().int().min(1),
+});
 export const jobProgressEvent = z.object({
   ...job,
   type: z.literal('progress'),
@@ -90,7 +98,10 @@ export type ServiceConfigEvent = z.infer<typeof serviceConfigEvent>;
 export type EventInput<E> = E extends unknown ? Omit<E, 'v' | 'at'> : never;
 
 /** Adds the envelope (`v`, `at`) to an event body. */
-export function envelope<E extends { type: string }>(body: E, at: Date = new Date()): E & { v: 1; at: string } {
+export function envelope<E extends { type: string }>(
+  body: E,
+  at: Date = new Date(),
+): E & { v: 1; at: string } {
   return { v: 1, at: at.toISOString(), ...body };
 }
 

@@ -75,16 +75,34 @@ return out
  * when it was the upload's last user: the caller then owns that upload's deletion under
  * `token` and ends it with `endUploadRelease` (or `releaseManyIfOwner` on the tombstones).
  */
-export async function releaseUploadRefs(redis: Redis, normalizeJobIds: readonly string[], token: string): Promise<boolean[]> {
+export async function releaseUploadRefs(
+  redis: Redis,
+  normalizeJobIds: readonly string[],
+  token: string,
+): Promise<boolean[]> {
   if (normalizeJobIds.length === 0) return [];
-  const keys = normalizeJobIds.flatMap((id) => [uploadRefsKey(uploadHashOf(id)), uploadSweepingKey(uploadHashOf(id))]);
+  const keys = normalizeJobIds.flatMap((id) => [
+    uploadRefsKey(uploadHashOf(id)),
+    uploadSweepingKey(uploadHashOf(id)),
+  ]);
   const members = normalizeJobIds.map((id) => jobKey('normalize', id));
-  const flags = (await redis.eval(RELEASE, keys.length, ...keys, token, TOMBSTONE_TTL_MS, ...members)) as number[];
+  const flags = (await redis.eval(
+    RELEASE,
+    keys.length,
+    ...keys,
+    token,
+    TOMBSTONE_TTL_MS,
+    ...members,
+  )) as number[];
   return flags.map((f) => f === 1);
 }
 
 /** `releaseUploadRefs` for one job. */
-export async function releaseUploadRef(redis: Redis, normalizeJobId: string, token: string): Promise<boolean> {
+export async function releaseUploadRef(
+  redis: Redis,
+  normalizeJobId: string,
+  token: string,
+): Promise<boolean> {
   const [last] = await releaseUploadRefs(redis, [normalizeJobId], token);
   return last === true;
 }
@@ -95,7 +113,9 @@ export async function endUploadRelease(redis: Redis, hex16: string, token: strin
 
 async function uploadFiles(storage: Storage, hex16: string): Promise<string[]> {
   try {
-    return (await readdir(storage.uploads)).filter((n) => n.startsWith(hex16)).map((n) => join(storage.uploads, n));
+    return (await readdir(storage.uploads))
+      .filter((n) => n.startsWith(hex16))
+      .map((n) => join(storage.uploads, n));
   } catch {
     return [];
   }

@@ -30,7 +30,12 @@ export class JobQueue {
     // While the link is down the client would buffer the publish and answer only at the
     // timeout; a user waiting seconds for a 503 is worse than one told at once to retry.
     if (!natsConnected(this.nc)) throw queueUnavailable();
-    const message: JobRequestMessage = { v: 1, job_id: record.id, kind: record.kind, created_at: record.created_at };
+    const message: JobRequestMessage = {
+      v: 1,
+      job_id: record.id,
+      kind: record.kind,
+      created_at: record.created_at,
+    };
     try {
       await this.js.publish(JOB_SUBJECTS[record.kind], JSON.stringify(message), {
         msgID: jobMessageId(record),
@@ -43,4 +48,8 @@ export class JobQueue {
 }
 
 const queueUnavailable = (cause?: unknown) =>
-  unavailable('queue.unavailable', 'the job queue (NATS JetStream) is not reachable; try again shortly', cause);
+  unavailable(
+    'queue.unavailable',
+    'the job queue (NATS JetStream) is not reachable; try again shortly',
+    cause,
+  );

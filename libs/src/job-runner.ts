@@ -1,5 +1,11 @@
 import { rm } from 'node:fs/promises';
-import { jetstream, jetstreamManager, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import {
+  jetstream,
+  jetstreamManager,
+  type Consumer,
+  type ConsumerMessages,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { AppError, errorMessage } from './errors.js';
 import { jobRequestMessage } from './events.js';
@@ -94,8 +100,9 @@ export class JobRunner {
         if (err) return;
         const advisory = safeJson(msg.data) as { stream_seq?: number; deliveries?: number } | null;
         if (typeof advisory?.stream_seq !== 'number') return;
-        this.giveUp(advisory.stream_seq, advisory.deliveries ?? this.ctx.config.jobMaxDeliver).catch((e: unknown) =>
-          this.ctx.logger.warn({ err: errorMessage(e) }, 'Cannot handle a max-deliveries advisory'),
+        this.giveUp(advisory.stream_seq, advisory.deliveries ?? this.ctx.config.jobMaxDeliver).catch(
+          (e: unknown) =>
+            this.ctx.logger.warn({ err: errorMessage(e) }, 'Cannot handle a max-deliveries advisory'),
         );
       },
     });
@@ -108,7 +115,11 @@ export class JobRunner {
     if (parsed?.success) {
       const { job_id: id, created_at: createdAt } = parsed.data;
       const job = await this.ctx.store.get(this.options.kind, id);
-      if (job && job.record.created_at === createdAt && (job.record.status === 'processing' || job.record.status === 'queued')) {
+      if (
+        job &&
+        job.record.created_at === createdAt &&
+        (job.record.status === 'processing' || job.record.status === 'queued')
+      ) {
         const error = {
           code: `${this.options.kind}.max_deliveries`,
           message: `gave up after ${deliveries} deliveries: the worker stopped or timed out each time`,
@@ -227,7 +238,10 @@ export class JobRunner {
     const progress = new ProgressWriter(this.ctx, claimed, this.options.progressIntervalMs ?? 250, () =>
       controller.abort('deleted'),
     );
-    const heartbeat = setInterval(() => msg.working(), Math.max(500, Math.min(10_000, config.jobAckWaitMs / 3)));
+    const heartbeat = setInterval(
+      () => msg.working(),
+      Math.max(500, Math.min(10_000, config.jobAckWaitMs / 3)),
+    );
     const timeout = setTimeout(() => controller.abort('timeout'), this.options.timeoutMs);
     const workDir = await makeWorkDir(storage, id);
     let output: JobOutput | undefined;
@@ -295,13 +309,20 @@ export class JobRunner {
   private async fail(latest: StoredJob, msg: JsMsg, err: unknown): Promise<void> {
     const { config, events, logger, store } = this.ctx;
     const appError =
-      err instanceof AppError ? err : new AppError(`${this.options.kind}.internal`, errorMessage(err), { retryable: true, cause: err });
+      err instanceof AppError
+        ? err
+        : new AppError(`${this.options.kind}.internal`, errorMessage(err), { retryable: true, cause: err });
     const attempt = msg.info.deliveryCount;
     if (appError.retryable && attempt < config.jobMaxDeliver) {
       const delay = config.jobRetryDelayMs * 2 ** (attempt - 1);
-      await store.update(latest, { status: 'queued', progress: 0, error: appError.toJSON() }).catch(() => null);
+      await store
+        .update(latest, { status: 'queued', progress: 0, error: appError.toJSON() })
+        .catch(() => null);
       msg.nak(delay);
-      logger.warn({ job_id: latest.record.id, attempt, delay_ms: delay, err: appError.message }, 'Job failed; retrying');
+      logger.warn(
+        { job_id: latest.record.id, attempt, delay_ms: delay, err: appError.message },
+        'Job failed; retrying',
+      );
       return;
     }
     const error = { code: appError.code, message: appError.message };
@@ -313,7 +334,10 @@ export class JobRunner {
 }
 
 function timeoutError(kind: JobKind, timeoutMs: number): AppError {
-  return new AppError(`${kind}.timeout`, `the job took longer than the ${Math.round(timeoutMs / 1000)} s limit`);
+  return new AppError(
+    `${kind}.timeout`,
+    `the job took longer than the ${Math.round(timeoutMs / 1000)} s limit`,
+  );
 }
 
 function safeJson(data: Uint8Array): unknown {
@@ -388,7 +412,9 @@ class ProgressWriter {
     await this.chain;
     if (this.stored) {
       // A final check, as no write may have happened since the job was deleted.
-      const fresh = await this.ctx.store.get(this.stored.record.kind, this.stored.record.id).catch(() => this.stored);
+      const fresh = await this.ctx.store
+        .get(this.stored.record.kind, this.stored.record.id)
+        .catch(() => this.stored);
       if (!fresh || fresh.raw !== this.stored.raw) this.stored = null;
     }
     return this.stored;

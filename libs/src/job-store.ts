@@ -150,7 +150,8 @@ export class JobStore {
         const reply = (await CLAIM.run(this.redis, keys, [raw, expiresMs, kind])) as [number, string];
         return reply[0] === 2 ? 'busy' : reply;
       },
-      () => unavailable('job.sweeping', 'the previous job with this id is being cleaned up; try again shortly'),
+      () =>
+        unavailable('job.sweeping', 'the previous job with this id is being cleaned up; try again shortly'),
     );
     return { created: created === 1, job: parse(key, stored) };
   }
@@ -188,7 +189,11 @@ export class JobStore {
   async replace(prev: StoredJob, next: JobRecord): Promise<StoredJob | null> {
     const raw = JSON.stringify(next);
     const expiresMs = Date.parse(next.expires_at);
-    const ok = (await REPLACE.run(this.redis, [prev.key, EXPIRY_INDEX], [prev.raw, raw, expiresMs])) as number;
+    const ok = (await REPLACE.run(
+      this.redis,
+      [prev.key, EXPIRY_INDEX],
+      [prev.raw, raw, expiresMs],
+    )) as number;
     return ok === 1 ? { key: prev.key, raw, record: next } : null;
   }
 
@@ -219,7 +224,14 @@ export class JobStore {
     let scanned = 0;
     const batch = Math.min(200, Math.max(limit, 50));
     while (jobs.length < limit && scanned < scanBudget) {
-      const keys = await this.redis.zrevrangebyscore(EXPIRY_INDEX, '+inf', this.now(), 'LIMIT', offset, batch);
+      const keys = await this.redis.zrevrangebyscore(
+        EXPIRY_INDEX,
+        '+inf',
+        this.now(),
+        'LIMIT',
+        offset,
+        batch,
+      );
       if (keys.length === 0) return { jobs, next_cursor: null };
       const wanted = keys.filter((k) => !query.kind || parseJobKey(k)?.kind === query.kind);
       const raws = wanted.length > 0 ? await this.redis.mget(...wanted) : [];

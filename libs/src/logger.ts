@@ -23,6 +23,9 @@ export function createLogger(
 
 /** The start lines every service writes: the seed's `Cache TTL: …` line and one warning per risky value. */
 export function logStartup(logger: Logger, config: Config): void {
-  logger.info({ cacheTtlHours: config.cacheTtlHours, cleanupIntervalMinutes: config.cleanupIntervalMinutes }, cacheSummary(config));
+  logger.info(
+    { cacheTtlHours: config.cacheTtlHours, cleanupIntervalMinutes: config.cleanupIntervalMinutes },
+    cacheSummary(config),
+  );
   for (const warning of configWarnings(config)) logger.warn(warning);
 }

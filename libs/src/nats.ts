@@ -37,7 +37,11 @@ export function natsConnected(nc: NatsConnection): boolean {
  * Connects and keeps reconnecting for as long as the process lives: a NATS restart must not
  * stop a service, only pause it.
  */
-export async function connectNats(config: Pick<Config, 'natsUrl'>, name: string, logger?: Logger): Promise<NatsConnection> {
+export async function connectNats(
+  config: Pick<Config, 'natsUrl'>,
+  name: string,
+  logger?: Logger,
+): Promise<NatsConnection> {
   const nc = await connect({
     servers: config.natsUrl,
     name,
@@ -76,7 +80,9 @@ export function jobsStreamConfig(): Partial<StreamConfig> & { name: string; subj
   };
 }
 
-export function eventsStreamConfig(config: Pick<Config, 'cacheTtlMs'>): Partial<StreamConfig> & { name: string; subjects: string[] } {
+export function eventsStreamConfig(
+  config: Pick<Config, 'cacheTtlMs'>,
+): Partial<StreamConfig> & { name: string; subjects: string[] } {
   return {
     name: EVENTS_STREAM,
     subjects: [EVENTS_ALL],
@@ -113,7 +119,10 @@ function isNotFound(err: unknown): boolean {
   return err instanceof JetStreamApiError && (err.code === 404 || /not found/i.test(err.message));
 }
 
-async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+async function ensureStream(
+  jsm: JetStreamManager,
+  cfg: Partial<StreamConfig> & { name: string },
+): Promise<void> {
   try {
     const info = await jsm.streams.info(cfg.name);
     const current = info.config as unknown as Record<string, unknown>;

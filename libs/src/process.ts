@@ -36,7 +36,11 @@ export function runProcess(command: string, args: string[], options: RunOptions 
       return;
     }
     // Its own process group, so a kill also reaches the tools it starts (yt-dlp runs ffmpeg).
-    const child = spawn(command, args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     let stderr = '';
     let timedOut = false;
     let aborted = false;
@@ -76,10 +80,14 @@ export function runProcess(command: string, args: string[], options: RunOptions 
       if (timer) clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
       reject(
-        new AppError('tool.missing', `cannot run ${command}: ${err.code === 'ENOENT' ? 'not found' : err.message}`, {
-          retryable: true,
-          cause: err,
-        }),
+        new AppError(
+          'tool.missing',
+          `cannot run ${command}: ${err.code === 'ENOENT' ? 'not found' : err.message}`,
+          {
+            retryable: true,
+            cause: err,
+          },
+        ),
       );
     });
     child.on('close', (code, signal) => {

@@ -42,7 +42,9 @@ export async function findResultFiles(dir: string, jobId: string): Promise<strin
   } catch {
     return [];
   }
-  return names.filter((n) => n.startsWith(`${jobId}.`) && !n.slice(jobId.length + 1).includes('.')).map((n) => join(dir, n));
+  return names
+    .filter((n) => n.startsWith(`${jobId}.`) && !n.slice(jobId.length + 1).includes('.'))
+    .map((n) => join(dir, n));
 }
 
 /** Removes files, ignoring those already gone; returns the paths removed and the bytes freed. */

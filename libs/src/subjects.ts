@@ -14,7 +14,15 @@ export const CONSUMERS = {
   normalize: 'normalize-worker',
 } as const satisfies Record<JobKind, string>;
 
-export const JOB_EVENT_TYPES = ['queued', 'cache_hit', 'started', 'progress', 'completed', 'failed', 'deleted'] as const;
+export const JOB_EVENT_TYPES = [
+  'queued',
+  'cache_hit',
+  'started',
+  'progress',
+  'completed',
+  'failed',
+  'deleted',
+] as const;
 export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
 
 export const EVENTS_ALL = 'events.>';

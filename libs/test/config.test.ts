@@ -67,7 +67,12 @@ describe('loadConfig', () => {
     const result = spawnSync(
       process.execPath,
       ['--conditions=media-jobs-source', '--import', 'tsx', 'gateway/src/main.ts'],
-      { cwd: REPO_ROOT, env: { PATH: process.env.PATH, CACHE_TTL_HOURS: 'half' }, encoding: 'utf8', timeout: 30_000 },
+      {
+        cwd: REPO_ROOT,
+        env: { PATH: process.env.PATH, CACHE_TTL_HOURS: 'half' },
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
     );
     expect(result.status).toBe(1);
     const lines = result.stderr.trim().split('\n');

@@ -47,8 +47,12 @@ describe('canonicalUrl and mediaId', () => {
   });
 
   it('when the path or a real parameter differs, then the ids differ', () => {
-    expect(mediaId(new URL('https://example.com/a.mp4'))).not.toBe(mediaId(new URL('https://example.com/b.mp4')));
-    expect(mediaId(new URL('https://example.com/a.mp4?x=1'))).not.toBe(mediaId(new URL('https://example.com/a.mp4?x=2')));
+    expect(mediaId(new URL('https://example.com/a.mp4'))).not.toBe(
+      mediaId(new URL('https://example.com/b.mp4')),
+    );
+    expect(mediaId(new URL('https://example.com/a.mp4?x=1'))).not.toBe(
+      mediaId(new URL('https://example.com/a.mp4?x=2')),
+    );
   });
 
   it('when a job id is made, then it is <mediaId>_<quality> with only allowed characters', () => {

@@ -49,7 +49,13 @@ async function context(): Promise<ServiceContext> {
 }
 
 async function runner(ctx: ServiceContext, handler: JobHandler, timeoutMs = 30_000): Promise<JobRunner> {
-  const r = new JobRunner(ctx, { kind: 'download', handler, concurrency: 2, timeoutMs, progressIntervalMs: 50 });
+  const r = new JobRunner(ctx, {
+    kind: 'download',
+    handler,
+    concurrency: 2,
+    timeoutMs,
+    progressIntervalMs: 50,
+  });
   await r.start();
   runners.push(r);
   return r;
@@ -62,7 +68,8 @@ async function submit(ctx: ServiceContext, id: string) {
 }
 
 const statusOf = async (ctx: ServiceContext, id: string) => (await ctx.store.get('download', id))?.record;
-const eventsOf = (id: string, type?: string) => events.filter((e) => e.job_id === id && (!type || e.type === type));
+const eventsOf = (id: string, type?: string) =>
+  events.filter((e) => e.job_id === id && (!type || e.type === type));
 
 describe('JobRunner', () => {
   it('when the handler succeeds, then the job completes with its result, a fresh expiry and started/progress/completed events', async () => {
@@ -77,7 +84,9 @@ describe('JobRunner', () => {
       return { result: { file: `${run.job.id}.txt` }, files: [file] };
     });
     const job = await submit(ctx, 'ok1234567ab_best');
-    await expect.poll(() => statusOf(ctx, 'ok1234567ab_best').then((r) => r?.status), { timeout: 10_000 }).toBe('completed');
+    await expect
+      .poll(() => statusOf(ctx, 'ok1234567ab_best').then((r) => r?.status), { timeout: 10_000 })
+      .toBe('completed');
     const done = (await statusOf(ctx, 'ok1234567ab_best'))!;
     expect(done).toMatchObject({ progress: 100, attempts: 1, result: { file: 'ok1234567ab_best.txt' } });
     expect(Date.parse(done.expires_at)).toBeGreaterThan(Date.parse(job.record.expires_at));
@@ -94,7 +103,9 @@ describe('JobRunner', () => {
       throw new AppError('download.unavailable', 'HTTP Error 404: Not Found');
     });
     await submit(ctx, 'gone4567890_best');
-    await expect.poll(() => statusOf(ctx, 'gone4567890_best').then((r) => r?.status), { timeout: 10_000 }).toBe('failed');
+    await expect
+      .poll(() => statusOf(ctx, 'gone4567890_best').then((r) => r?.status), { timeout: 10_000 })
+      .toBe('failed');
     expect((await statusOf(ctx, 'gone4567890_best'))?.error).toEqual({
       code: 'download.unavailable',
       message: 'HTTP Error 404: Not Found',
@@ -112,7 +123,9 @@ describe('JobRunner', () => {
       throw new AppError('download.network', 'connection reset', { retryable: true });
     });
     await submit(ctx, 'flaky567890_best');
-    await expect.poll(() => statusOf(ctx, 'flaky567890_best').then((r) => r?.status), { timeout: 15_000 }).toBe('failed');
+    await expect
+      .poll(() => statusOf(ctx, 'flaky567890_best').then((r) => r?.status), { timeout: 15_000 })
+      .toBe('failed');
     expect(calls).toBe(3);
     expect((await statusOf(ctx, 'flaky567890_best'))?.attempts).toBe(3);
   });
@@ -152,7 +165,9 @@ describe('JobRunner', () => {
     await doomed.nc.close(); // the worker "dies": no ack, no nak, no heartbeat
     await doomed.redis.quit();
     await runner(watcher, async () => ({ result: {}, files: [] }));
-    await expect.poll(() => statusOf(watcher, 'dead4567890_best').then((r) => r?.status), { timeout: 15_000 }).toBe('failed');
+    await expect
+      .poll(() => statusOf(watcher, 'dead4567890_best').then((r) => r?.status), { timeout: 15_000 })
+      .toBe('failed');
     expect((await statusOf(watcher, 'dead4567890_best'))?.error?.code).toBe('download.max_deliveries');
     expect(eventsOf('dead4567890_best', 'failed')).toHaveLength(1);
   });

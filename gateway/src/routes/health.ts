@@ -10,7 +10,9 @@ async function check(fn: () => Promise<unknown>, timeoutMs = 1500): Promise<{ ok
   try {
     await Promise.race([
       fn(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs).unref()),
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs).unref(),
+      ),
     ]);
     return { ok: true };
   } catch (err) {
@@ -40,7 +42,13 @@ export function healthRoutes(deps: GatewayDeps): Router {
     res.status(ready ? 200 : 503).json(
       ready
         ? { status: 'ready', checks }
-        : { error: { code: 'service.not_ready', message: 'a backing service is not reachable', details: checks } },
+        : {
+            error: {
+              code: 'service.not_ready',
+              message: 'a backing service is not reachable',
+              details: checks,
+            },
+          },
     );
   });
   return router;

@@ -52,7 +52,10 @@ export function jobEventRoutes(deps: GatewayDeps, heartbeatMs = 15_000): Router 
       return;
     }
     res.write(`event: state\ndata: ${JSON.stringify(jobView(job.record))}\n\n`);
-    const heartbeat = setInterval(() => res.write(`: heartbeat ${new Date().toISOString()}\n\n`), heartbeatMs);
+    const heartbeat = setInterval(
+      () => res.write(`: heartbeat ${new Date().toISOString()}\n\n`),
+      heartbeatMs,
+    );
     const end = () => {
       clearInterval(heartbeat);
       close();

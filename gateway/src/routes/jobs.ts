@@ -14,7 +14,8 @@ export function jobRoutes(deps: GatewayDeps): Router {
 
   router.get('/jobs', async (req, res) => {
     const parsed = listQuerySchema.safeParse(req.query);
-    if (!parsed.success) throw badRequest('request.invalid_query', parsed.error.issues[0]?.message ?? 'invalid query');
+    if (!parsed.success)
+      throw badRequest('request.invalid_query', parsed.error.issues[0]?.message ?? 'invalid query');
     const page = await deps.store.list(parsed.data);
     res.json({ jobs: page.jobs.map((j) => jobView(j)), next_cursor: page.next_cursor });
   });
@@ -27,10 +28,14 @@ export function jobRoutes(deps: GatewayDeps): Router {
   router.get('/jobs/:id/file', async (req, res, next) => {
     const { record } = await requireJob(deps, jobIdParam(req));
     if (record.status !== 'completed') {
-      throw new AppError('job.not_ready', `job ${record.id} is ${record.status}; the file exists once it is completed`, {
-        status: 409,
-        details: { status: record.status, progress: record.progress },
-      });
+      throw new AppError(
+        'job.not_ready',
+        `job ${record.id} is ${record.status}; the file exists once it is completed`,
+        {
+          status: 409,
+          details: { status: record.status, progress: record.progress },
+        },
+      );
     }
     const file = typeof record.result?.file === 'string' ? basename(record.result.file) : '';
     if (!RESULT_FILE.test(file) || !file.startsWith(`${record.id}.`)) {
@@ -43,7 +48,8 @@ export function jobRoutes(deps: GatewayDeps): Router {
       { dotfiles: 'deny', headers: { 'Content-Disposition': `attachment; filename="${file}"` } },
       (err?: Error & { code?: string }) => {
         if (!err) return;
-        if (err.code === 'ENOENT') next(new AppError('job.file_missing', `the file of job ${record.id} is gone`, { status: 404 }));
+        if (err.code === 'ENOENT')
+          next(new AppError('job.file_missing', `the file of job ${record.id} is gone`, { status: 404 }));
         else if (!res.headersSent) next(err);
       },
     );

@@ -65,7 +65,11 @@ export function spawnService(service: string, env: Record<string, string>): Serv
   const child = spawn(
     process.execPath,
     ['--conditions=media-jobs-source', '--import', 'tsx', `${service}/src/main.ts`],
-    { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
   );
   let out = '';
   const listeners = new Set<() => void>();
@@ -90,7 +94,11 @@ export function spawnService(service: string, env: Record<string, string>): Serv
         };
         const timer = setTimeout(() => {
           cleanup();
-          reject(new Error(`${service}: no output matching ${pattern} within ${timeoutMs} ms:\n${out.slice(-3000)}`));
+          reject(
+            new Error(
+              `${service}: no output matching ${pattern} within ${timeoutMs} ms:\n${out.slice(-3000)}`,
+            ),
+          );
         }, timeoutMs);
         const cleanup = () => {
           clearTimeout(timer);

@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
 /** Runs a command with an argument array; rejects with its stderr on a non-zero exit. */
-export async function run(command: string, args: string[], timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
+export async function run(
+  command: string,
+  args: string[],
+  timeoutMs = 120_000,
+): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -60,11 +64,32 @@ export interface VideoRecipe {
 function videoArgs(r: VideoRecipe): string[] {
   const fps = r.fps ?? 25;
   return [
-    '-hide_banner', '-loglevel', 'error', '-y',
-    '-f', 'lavfi', '-i', `testsrc2=size=${r.width}x${r.height}:rate=${fps}:duration=${r.seconds}`,
-    '-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=48000:duration=${r.seconds}`,
-    '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-g', String(fps),
-    '-c:a', 'aac', '-b:a', '96k', '-ac', '2',
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-y',
+    '-f',
+    'lavfi',
+    '-i',
+    `testsrc2=size=${r.width}x${r.height}:rate=${fps}:duration=${r.seconds}`,
+    '-f',
+    'lavfi',
+    '-i',
+    `sine=frequency=440:sample_rate=48000:duration=${r.seconds}`,
+    '-c:v',
+    'libx264',
+    '-preset',
+    'ultrafast',
+    '-pix_fmt',
+    'yuv420p',
+    '-g',
+    String(fps),
+    '-c:a',
+    'aac',
+    '-b:a',
+    '96k',
+    '-ac',
+    '2',
   ];
 }
 
@@ -89,8 +114,14 @@ export async function makeHls(heights: number[], seconds = 4, aspect = 16 / 9): 
       await mkdir(sub, { recursive: true });
       await run('ffmpeg', [
         ...videoArgs({ width, height, seconds }),
-        '-f', 'hls', '-hls_time', '1', '-hls_playlist_type', 'vod',
-        '-hls_segment_filename', join(sub, 'seg%03d.ts'),
+        '-f',
+        'hls',
+        '-hls_time',
+        '1',
+        '-hls_playlist_type',
+        'vod',
+        '-hls_segment_filename',
+        join(sub, 'seg%03d.ts'),
         join(sub, 'index.m3u8'),
       ]);
       const bandwidth = Math.round(width * height * 2.5);
@@ -105,11 +136,26 @@ export async function makeHls(heights: number[], seconds = 4, aspect = 16 / 9): 
 }
 
 export interface ProbeResult {
-  streams: { codec_type: string; codec_name: string; width?: number; height?: number; sample_rate?: string; channels?: number }[];
+  streams: {
+    codec_type: string;
+    codec_name: string;
+    width?: number;
+    height?: number;
+    sample_rate?: string;
+    channels?: number;
+  }[];
   format: { format_name: string; duration?: string; size?: string };
 }
 
 export async function ffprobe(path: string): Promise<ProbeResult> {
-  const { stdout } = await run('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_streams', '-show_format', path]);
+  const { stdout } = await run('ffprobe', [
+    '-v',
+    'error',
+    '-print_format',
+    'json',
+    '-show_streams',
+    '-show_format',
+    path,
+  ]);
   return JSON.parse(stdout) as ProbeResult;
 }

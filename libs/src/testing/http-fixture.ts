@@ -58,7 +58,9 @@ export async function startFixtureServer(): Promise<FixtureServer> {
           'content-length': st.size,
         });
         if (req.method === 'HEAD') return void res.end();
-        const stream = createReadStream(file, { highWaterMark: rate > 0 ? Math.max(1024, Math.floor(rate / 10)) : 65536 });
+        const stream = createReadStream(file, {
+          highWaterMark: rate > 0 ? Math.max(1024, Math.floor(rate / 10)) : 65536,
+        });
         if (rate <= 0) return void stream.pipe(res);
         stream.on('data', (chunk) => {
           stream.pause();

@@ -56,13 +56,7 @@ async function killProcess(child: ChildProcess | undefined): Promise<void> {
   clearTimeout(timer);
 }
 
-function managed(
-  scheme: string,
-  port: number,
-  dir: string,
-  command: string,
-  args: string[],
-): TestServer {
+function managed(scheme: string, port: number, dir: string, command: string, args: string[]): TestServer {
   let child: ChildProcess | undefined;
   let closed = false;
   const server: TestServer = {
@@ -97,7 +91,15 @@ function managed(
 export async function startNats(): Promise<TestServer> {
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'mj-nats-'));
-  const server = managed('nats', port, dir, 'nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', dir]);
+  const server = managed('nats', port, dir, 'nats-server', [
+    '-js',
+    '-a',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-sd',
+    dir,
+  ]);
   await server.start();
   return server;
 }

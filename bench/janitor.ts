@@ -218,7 +218,10 @@ async function janitorInChild(env: Record<string, string>): Promise<ChildReport>
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   if (code !== 0) throw new Error(`janitor child exited ${code}: ${out}`);
-  return JSON.parse(out.trim().split('\n').pop() as string) as ChildReport;
+  // The report is the child's one line with `duration_ms`; its logger may write after it.
+  const line = out.split('\n').find((l) => l.startsWith('{"duration_ms"'));
+  if (!line) throw new Error(`janitor child printed no report: ${out}`);
+  return JSON.parse(line) as ChildReport;
 }
 
 async function countFiles(storage: Storage): Promise<number> {

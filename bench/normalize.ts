@@ -37,7 +37,10 @@ const TARGET = -16;
 const CEILING = -1.5;
 const ENCODER = codecArgs('opus', 2).args;
 
-const log = (msg: string): void => void process.stderr.write(`bench: ${msg}\n`);
+const tty = process.stderr.isTTY;
+/** A status line: rewritten in place on a terminal, one line each in a log file. */
+const status = (line: string): void => void process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
+const log = (msg: string): void => void process.stderr.write(`${tty ? '\r\x1b[K' : ''}bench: ${msg}\n`);
 const fmt = (n: number, digits = 2): string => n.toFixed(digits);
 
 /** Runs ffmpeg, showing its position as a share of the fixture on one status line. */
@@ -52,7 +55,7 @@ async function ffmpeg(label: string, args: string[]): Promise<string> {
         const at = parseProgressLine(line);
         if (at === null || Date.now() - lastShown < 1000) return;
         lastShown = Date.now();
-        process.stderr.write(`bench:   ${label}: ${fmt((100 * at) / SECONDS, 0)}%\r`);
+        status(`bench:   ${label}: ${fmt((100 * at) / SECONDS, 0)}%`);
       },
     },
   );
@@ -248,9 +251,9 @@ function jobWatcher(nc: NatsConnection): { wait(id: string, t0: number): Promise
       else if (event.type === 'started') log(`  started at ${at} s`);
       else if (event.type === 'progress' && (event.stage || Date.now() - w.shown > 1000)) {
         w.shown = Date.now();
-        process.stderr.write(
-          `bench:   job: ${fmt(event.progress, 0)}%${event.stage ? ` ${event.stage} at ${at} s\n` : '   \r'}`,
-        );
+        const line = `bench:   job: ${fmt(event.progress, 0)}%`;
+        if (event.stage) log(`  job: ${fmt(event.progress, 0)}% ${event.stage} at ${at} s`);
+        else status(line);
       }
     },
   });

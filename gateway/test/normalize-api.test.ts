@@ -67,10 +67,11 @@ async function postNormalize(
   file: Buffer | null = speech,
   name = 'speech.mp3',
   base = gateway.url,
+  type = 'audio/mpeg',
 ) {
   const form = new FormData();
   for (const [k, v] of fields) form.append(k, v);
-  if (file) form.append('file', new Blob([new Uint8Array(file)], { type: 'audio/mpeg' }), name);
+  if (file) form.append('file', new Blob([new Uint8Array(file)], { type }), name);
   const res = await fetch(`${base}/normalize`, { method: 'POST', body: form });
   return { status: res.status, body: (await res.json()) as Record<string, any> };
 }
@@ -185,6 +186,32 @@ describe('POST /normalize', () => {
     expect(louder.body.request.target_lufs).toBe(-14);
     const done = await waitForStatus(louder.body.id, 'completed');
     expect(Math.abs(done.result.loudness.output.integrated_lufs + 14)).toBeLessThanOrEqual(1);
+  });
+
+  it('when the same bytes come again under another declared type, then the one stored copy serves the new job', async () => {
+    // AC3 has no signature the sniffer knows, so the declared type picks the extension.
+    const path = join(fixtures, 'tone.ac3');
+    await run('ffmpeg', [
+      ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi'],
+      ...['-i', 'sine=frequency=500:sample_rate=48000:duration=2', '-ac', '2', '-c:a', 'ac3', path],
+    ]);
+    const ac3 = await readFile(path);
+    const first = await postNormalize([['operations[]', 'normalize_volume']], ac3, 'a.ac3');
+    expect(first.body.request.upload.ext).toBe('mp3');
+    await waitForStatus(first.body.id, 'completed');
+    const second = await postNormalize(
+      [['operations[]', 'convert_to_mono']],
+      ac3,
+      'a.ac3',
+      gateway.url,
+      'application/octet-stream',
+    );
+    expect(second.status).toBe(202);
+    expect(second.body.request.upload.ext).toBe('bin');
+    const done = await waitForStatus(second.body.id, 'completed');
+    expect(done.result).toMatchObject({ channels: 1 });
+    const sha = String(first.body.request.upload.sha256);
+    expect((await uploads()).filter((n) => n.startsWith(sha))).toEqual([`${sha}.mp3`]);
   });
 
   it('when the file is not media, then the job is accepted and ends failed with the reason', async () => {

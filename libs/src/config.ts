@@ -142,6 +142,8 @@ const VARIABLES = {
 } as const;
 
 type Variables = typeof VARIABLES;
+/** Every variable the services read, for the docs and the compose file to be checked against. */
+export const CONFIG_VARIABLES = Object.keys(VARIABLES) as readonly (keyof Variables)[];
 export type VariableName = keyof Variables;
 type Parsed = { [K in VariableName]: z.output<Variables[K][0]> };
 
@@ -282,6 +284,17 @@ export function configWarnings(config: Config): string[] {
     warnings.push(
       `CLEANUP_INTERVAL_MINUTES=${formatNumber(config.cleanupIntervalMinutes)} is longer than CACHE_TTL_HOURS=${formatNumber(config.cacheTtlHours)}: expired files stay on disk for up to one interval after they expire`,
     );
+  }
+  const ttlSeconds = config.cacheTtlMs / 1000;
+  for (const [name, seconds] of [
+    ['DOWNLOAD_TIMEOUT_SECONDS', config.downloadTimeoutMs / 1000],
+    ['NORMALIZE_TIMEOUT_SECONDS', config.normalizeTimeoutMs / 1000],
+  ] as const) {
+    if (seconds > ttlSeconds) {
+      warnings.push(
+        `${name}=${formatNumber(seconds)} is longer than CACHE_TTL_HOURS=${formatNumber(config.cacheTtlHours)}: a job that runs that long expires before it finishes and its result is discarded`,
+      );
+    }
   }
   return warnings;
 }

@@ -4,6 +4,9 @@ import type { Logger } from './logger.js';
 
 export type { Redis } from 'ioredis';
 
+/** Clients being closed on purpose: their last 'close' is no outage. */
+const closing = new WeakSet<Redis>();
+
 /**
  * One Redis client per service. Commands sent before the first connect wait for it (a
  * service may start a moment before Redis); after that, commands fail at once while Redis
@@ -30,7 +33,7 @@ export function createRedis(config: Pick<Config, 'redisUrl'>, logger?: Logger, n
   redis.on('error', (err: Error) => logger?.debug({ err: err.message }, 'Redis error'));
   // 'close' repeats on every failed reconnect attempt: say it once per outage.
   redis.on('close', () => {
-    if (wasReady && !lost) logger?.warn('Redis connection lost; reconnecting');
+    if (wasReady && !lost && !closing.has(redis)) logger?.warn('Redis connection lost; reconnecting');
     lost = true;
   });
   redis.on('end', () => logger?.debug('Redis connection ended'));
@@ -60,6 +63,7 @@ export async function waitForRedis(redis: Redis, timeoutMs = 10_000): Promise<vo
 /** Quits politely, then disconnects if Redis does not answer; safe to call twice. */
 export async function closeRedis(redis: Redis): Promise<void> {
   if (redis.status === 'end') return;
+  closing.add(redis);
   try {
     await Promise.race([redis.quit(), new Promise((r) => setTimeout(r, 1000))]);
   } catch {

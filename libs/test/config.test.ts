@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cacheSummary, ConfigError, configWarnings, loadConfig } from '@media-jobs/libs';
+import { cacheSummary, CONFIG_VARIABLES, ConfigError, configWarnings, loadConfig } from '@media-jobs/libs';
 import { REPO_ROOT } from '@media-jobs/libs/testing';
 
 describe('loadConfig', () => {
@@ -33,6 +35,12 @@ describe('loadConfig', () => {
   it('when the interval is longer than the TTL, then a warning says so', () => {
     const warnings = configWarnings(loadConfig({ CACHE_TTL_HOURS: '1', CLEANUP_INTERVAL_MINUTES: '90' }));
     expect(warnings.some((w) => w.includes('longer than CACHE_TTL_HOURS'))).toBe(true);
+  });
+
+  it('when a job may run longer than the TTL, then a warning says its result would be discarded', () => {
+    const warnings = configWarnings(loadConfig({ CACHE_TTL_HOURS: '0.5', NORMALIZE_TIMEOUT_SECONDS: '600' }));
+    const long = warnings.filter((w) => w.includes('expires before it finishes'));
+    expect(long).toEqual([expect.stringContaining('DOWNLOAD_TIMEOUT_SECONDS=3600')]);
   });
 
   it.each([
@@ -78,5 +86,31 @@ describe('loadConfig', () => {
     const lines = result.stderr.trim().split('\n');
     expect(lines).toEqual(['Invalid configuration: CACHE_TTL_HOURS="half" must be a decimal number > 0']);
     expect(result.stdout).toBe('');
+  });
+});
+
+describe('configuration docs', () => {
+  const read = (name: string) => readFileSync(join(REPO_ROOT, name), 'utf8');
+  // Fixed inside the compose network (its servers, volume and image), so not passed through.
+  const FIXED_IN_COMPOSE = [
+    'NATS_URL',
+    'REDIS_URL',
+    'DATA_DIR',
+    'HOST',
+    'PORT',
+    'YTDLP_PATH',
+    'FFMPEG_PATH',
+    'FFPROBE_PATH',
+  ];
+
+  it('when a variable is read by the services, then .env.example, the README and docker-compose.yml name it', () => {
+    const envExample = read('.env.example');
+    const readme = read('README.md');
+    const compose = read('docker-compose.yml');
+    for (const name of CONFIG_VARIABLES) {
+      expect(envExample, name).toMatch(new RegExp(`^#? ?${name}=`, 'm'));
+      expect(readme, name).toContain(`\`${name}\``);
+      if (!FIXED_IN_COMPOSE.includes(name)) expect(compose, name).toContain(`${name}: \${${name}:-}`);
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { access, rename, stat } from 'node:fs/promises';
+import { access, readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   AppError,
@@ -41,14 +41,23 @@ function parseRequest(run: JobRun): NormalizeRequest {
   return parsed.data;
 }
 
+/**
+ * The stored upload: `<sha256>.<ext>` under the extension this request declared, or, when the
+ * same bytes arrived first under another declared type, the one copy stored for them.
+ */
 async function uploadPath(storage: Storage, request: NormalizeRequest): Promise<string> {
-  const path = join(storage.uploads, `${request.upload.sha256}.${request.upload.ext}`);
-  try {
-    await access(path);
-  } catch {
-    throw new AppError('normalize.upload_missing', 'the uploaded file is no longer on disk; upload it again');
-  }
-  return path;
+  const { sha256, ext } = request.upload;
+  const path = join(storage.uploads, `${sha256}.${ext}`);
+  const exists = await access(path).then(
+    () => true,
+    () => false,
+  );
+  if (exists) return path;
+  const stored = (await readdir(storage.uploads).catch(() => [] as string[])).find((name) =>
+    name.startsWith(`${sha256}.`),
+  );
+  if (stored) return join(storage.uploads, stored);
+  throw new AppError('normalize.upload_missing', 'the uploaded file is no longer on disk; upload it again');
 }
 
 /**

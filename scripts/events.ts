@@ -40,6 +40,9 @@ function mb(bytes: number): string {
 function describeJob(e: JobEvent): string {
   switch (e.type) {
     case 'queued':
+      if (e.reason === 'retry')
+        return `queued again after attempt ${e.attempt}: ${e.error?.message ?? 'failed'}; retry in ${e.retry_in_ms} ms`;
+      if (e.reason === 'handed_back') return 'queued again: handed back by a stopping worker';
       return `queued, expires ${e.expires_at}`;
     case 'cache_hit':
       return `cache hit (${e.status})`;

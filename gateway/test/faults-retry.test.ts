@@ -12,6 +12,8 @@ import {
   type Platform,
   type ServiceProcess,
 } from '@media-jobs/libs/testing';
+import { connect } from '@nats-io/transport-node';
+import { jobEventSchema, type JobEvent } from '@media-jobs/libs';
 import { startDownloadWorker, type DownloadWorker } from '../../download-worker/src/worker.js';
 import { startGateway, type Gateway } from '../src/gateway.js';
 
@@ -70,6 +72,12 @@ describe('a job that keeps failing', () => {
 
   it('when the source keeps answering 503, then the job is retried and ends failed with the source error after max_deliver', async () => {
     fixtures.fail('/mp4/flaky.mp4', 503);
+    const nc = await connect({ servers: platform.nats.url });
+    const events: JobEvent[] = [];
+    nc.subscribe('events.job.download.>', {
+      callback: (_err, msg) => void events.push(jobEventSchema.parse(msg.json())),
+    });
+    await nc.flush();
     const { status, id } = await postDownload(gateway.url, `${fixtures.origin}/mp4/flaky.mp4`);
     expect(status).toBe(202);
     const done = await waitForJobs(gateway.url, [id!], 50_000);
@@ -78,5 +86,21 @@ describe('a job that keeps failing', () => {
       error: { code: 'download.network', message: expect.stringMatching(/503/) },
     });
     expect(fixtures.count('/mp4/flaky.mp4')).toBeGreaterThanOrEqual(3);
+    // Every transition is an event: each retry puts the job back to queued, and says why.
+    await nc.flush();
+    const mine = events.filter((e) => e.job_id === id);
+    const requeued = mine.filter((e) => e.type === 'queued' && e.reason === 'retry');
+    expect(requeued.map((e) => (e.type === 'queued' ? e.attempt : 0))).toEqual([1, 2]);
+    expect(requeued[0]).toMatchObject({ retry_in_ms: 1000, error: { code: 'download.network' } });
+    expect(mine.map((e) => e.type).filter((t) => t !== 'progress')).toEqual([
+      'queued',
+      'started',
+      'queued',
+      'started',
+      'queued',
+      'started',
+      'failed',
+    ]);
+    await nc.close();
   });
 });

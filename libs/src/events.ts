@@ -13,6 +13,12 @@ export const jobQueuedEvent = z.object({
   type: z.literal('queued'),
   request: z.record(z.string(), z.unknown()),
   expires_at: z.iso.datetime(),
+  /** Absent for a new submission; `retry` after a failure that may pass, `handed_back` by a worker that stopped. */
+  reason: z.enum(['retry', 'handed_back']).optional(),
+  /** With `retry`: the delivery that failed, the delay before the next one, and why it failed. */
+  attempt: z.number().int().min(1).optional(),
+  retry_in_ms: z.number().int().min(0).optional(),
+  error: jobErrorSchema.optional(),
 });
 export const jobCacheHitEvent = z.object({
   ...job,

@@ -9,6 +9,7 @@ import {
 import type { Subscription } from '@nats-io/transport-node';
 import { AppError, errorMessage } from './errors.js';
 import { jobRequestMessage } from './events.js';
+import type { JobEventBody } from './events-publisher.js';
 import type { JobKind, JobRecord } from './job-record.js';
 import type { StoredJob } from './job-store.js';
 import { removeFiles, makeWorkDir } from './storage.js';
@@ -287,8 +288,9 @@ export class JobRunner {
       return;
     }
     if (reason === 'shutdown') {
-      await this.ctx.store.update(latest, { status: 'queued', progress: 0 }).catch(() => null);
+      const queued = await this.ctx.store.update(latest, { status: 'queued', progress: 0 }).catch(() => null);
       msg.nak();
+      if (queued) this.publishRequeued(queued, { reason: 'handed_back' });
       logger.info({ job_id: id }, 'Job handed back for another worker');
       return;
     }
@@ -306,6 +308,15 @@ export class JobRunner {
     await removeFiles(output.files);
   }
 
+  /** A job back in the queue is a transition too: subscribers see `queued` again, with why. */
+  private publishRequeued(
+    job: StoredJob,
+    details: Omit<JobEventBody<'queued'>, 'request' | 'expires_at'>,
+  ): void {
+    const { request, expires_at } = job.record;
+    this.ctx.events.job(this.options.kind, job.record.id, 'queued', { request, expires_at, ...details });
+  }
+
   private async fail(latest: StoredJob, msg: JsMsg, err: unknown): Promise<void> {
     const { config, events, logger, store } = this.ctx;
     const appError =
@@ -315,10 +326,10 @@ export class JobRunner {
     const attempt = msg.info.deliveryCount;
     if (appError.retryable && attempt < config.jobMaxDeliver) {
       const delay = config.jobRetryDelayMs * 2 ** (attempt - 1);
-      await store
-        .update(latest, { status: 'queued', progress: 0, error: appError.toJSON() })
-        .catch(() => null);
+      const error = appError.toJSON();
+      const queued = await store.update(latest, { status: 'queued', progress: 0, error }).catch(() => null);
       msg.nak(delay);
+      if (queued) this.publishRequeued(queued, { reason: 'retry', attempt, retry_in_ms: delay, error });
       logger.warn(
         { job_id: latest.record.id, attempt, delay_ms: delay, err: appError.message },
         'Job failed; retrying',

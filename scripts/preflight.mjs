@@ -39,3 +39,19 @@ if (missing.length > 0) {
   console.log(`preflight: ${missing.join(', ')} not found; running scripts/setup.sh`);
   run('bash', [join(root, 'scripts', 'setup.sh')]);
 }
+
+// YouTube changes often and an old yt-dlp fails there (Debian bookworm ships 2023.03.04):
+// say so before the stack starts. Tests only fetch from a local server, so `npm test` skips this.
+if (process.env.npm_lifecycle_event === 'prestart') {
+  const ytdlp = process.env.YTDLP_PATH || 'yt-dlp';
+  const version = spawnSync(ytdlp, ['--version'], { encoding: 'utf8', timeout: 15_000 }).stdout?.trim() ?? '';
+  const match = /^(\d{4})\.(\d{2})\.(\d{2})/.exec(version);
+  if (match) {
+    const days = Math.floor((Date.now() - Date.UTC(+match[1], +match[2] - 1, +match[3])) / 86_400_000);
+    if (days > 180) {
+      console.log(
+        `preflight: yt-dlp ${version} is ${days} days old and may fail on YouTube; run \`npm run setup -- --upgrade\` or set YTDLP_PATH to a current one`,
+      );
+    }
+  }
+}

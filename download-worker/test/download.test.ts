@@ -39,6 +39,8 @@ describe('download worker', () => {
     ['480p', 360],
     ['best', 1080],
     ['worst', 360],
+    // Nothing at or below 240 lines: the smallest rendition rather than a failed job.
+    ['240p', 360],
   ] as const)(
     'when an HLS master with 1080/720/360 is asked for %s, then the file has %i lines',
     async (quality, lines) => {

@@ -8,12 +8,13 @@
  * accepted job and prints one table. Exit code 1 if a job was lost or a 5xx other than a 503
  * with Retry-After (a backend down) was seen.
  */
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   NO_RATE_LIMITS,
   freePort,
   makeMp4,
+  run,
   spawnService,
   startFixtureServer,
   startPlatform,
@@ -23,9 +24,10 @@ import {
   type ServiceProcess,
 } from '@media-jobs/libs/testing';
 
-/** Requests a second, of which JOBS_PER_SECOND are new download jobs. */
+/** Requests a second, of which JOBS_PER_SECOND are new jobs: every NORMALIZE_EVERY-th an upload to normalize, the rest downloads. */
 const REQUESTS_PER_SECOND = 20;
 const JOBS_PER_SECOND = 1.5;
+const NORMALIZE_EVERY = 3;
 /** A bound on open requests, so a stalled gateway cannot pile up sockets. */
 const MAX_IN_FLIGHT = 64;
 const WORKER_KILLS = 10;
@@ -45,6 +47,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Stack {
   platform: Platform;
   fixtures: FixtureServer;
+  /** A short WAV; each upload changes its last sample, so each is a new normalize job. */
+  audio: Buffer;
   gatewayUrl: string;
   env: Record<string, string>;
   gateway: ServiceProcess;
@@ -69,6 +73,12 @@ async function startStack(): Promise<Stack> {
   const platform = await startPlatform({ redis: { appendonly: true } });
   const fixtures = await startFixtureServer();
   fixtures.mount('mp4', join(await makeMp4({ width: 320, height: 180, seconds: 1 }), '..'));
+  const wav = join(platform.dataDir, 'chaos-tone.wav');
+  await run('ffmpeg', [
+    ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi'],
+    ...['-i', 'sine=frequency=440:sample_rate=16000:duration=2', '-ac', '1', wav],
+  ]);
+  const audio = await readFile(wav);
   const port = await freePort();
   const env = platform.env({
     PORT: String(port),
@@ -92,6 +102,7 @@ async function startStack(): Promise<Stack> {
   return {
     platform,
     fixtures,
+    audio,
     gatewayUrl: `http://127.0.0.1:${port}`,
     env,
     gateway: gateway,
@@ -160,18 +171,30 @@ class Load {
   }
 
   private async submitNew(): Promise<void> {
-    const url = `${this.stack.fixtures.origin}/mp4/video.mp4?chaos=${this.jobsSeq++}`;
-    const res = await this.send('POST', '/download', { url, quality: 'best' });
+    const seq = this.jobsSeq++;
+    if (seq % NORMALIZE_EVERY === NORMALIZE_EVERY - 1) return this.uploadNew(seq);
+    const url = `${this.stack.fixtures.origin}/mp4/video.mp4?chaos=${seq}`;
+    const res = await this.send('POST', '/download', { json: { url, quality: 'best' } });
     if (res?.status === 202 && typeof res.body?.id === 'string') {
       this.accepted.add(res.body.id);
       this.urls.push(url);
     }
   }
 
+  private async uploadNew(seq: number): Promise<void> {
+    const bytes = Buffer.from(this.stack.audio);
+    bytes.writeInt16LE(seq % 32_768, bytes.length - 2);
+    const form = new FormData();
+    form.append('operations[]', 'normalize_volume');
+    form.append('file', new Blob([new Uint8Array(bytes)], { type: 'audio/wav' }), `tone-${seq}.wav`);
+    const res = await this.send('POST', '/normalize', { form });
+    if (res?.status === 202 && typeof res.body?.id === 'string') this.accepted.add(res.body.id);
+  }
+
   /** A repeat of an accepted URL: a cache hit (200), never a second job. */
   private async submitAgain(): Promise<void> {
     const url = this.urls[Math.floor(Math.random() * this.urls.length)]!;
-    await this.send('POST', '/download', { url, quality: 'best' });
+    await this.send('POST', '/download', { json: { url, quality: 'best' } });
   }
 
   private async lookup(): Promise<void> {
@@ -182,7 +205,7 @@ class Load {
   private async send(
     method: string,
     path: string,
-    json?: unknown,
+    payload: { json: unknown } | { form: FormData } | undefined = undefined,
   ): Promise<{ status: number; body: { id?: unknown } | null } | null> {
     this.inFlight++;
     this.tally.requests++;
@@ -190,8 +213,8 @@ class Load {
     try {
       const res = await fetch(`${this.stack.gatewayUrl}${path}`, {
         method,
-        headers: json === undefined ? {} : { 'content-type': 'application/json' },
-        body: json === undefined ? undefined : JSON.stringify(json),
+        headers: payload && 'json' in payload ? { 'content-type': 'application/json' } : {},
+        body: payload && 'json' in payload ? JSON.stringify(payload.json) : payload?.form,
         signal: AbortSignal.timeout(15_000),
       });
       const body = (await res.json().catch(() => null)) as { id?: unknown } | null;
@@ -454,6 +477,7 @@ function report(results: Results): number {
   const { load, faults, badInputs, loadSeconds, restartRefusals, completed, failed, outputs, leftovers } =
     results;
   const lost = load.accepted.size - completed;
+  const uploads = [...load.accepted].filter((id) => !id.endsWith('_best')).length;
   const t = load.tally;
   const survived = faults.filter((f) => f.survived).length;
   const kinds = new Map<string, number>();
@@ -483,7 +507,7 @@ function report(results: Results): number {
     ['responses by status', statuses],
     [
       'jobs accepted / completed / lost',
-      `${load.accepted.size} / ${completed} / ${lost}${failed ? ` (${failed} failed)` : ''}`,
+      `${load.accepted.size} / ${completed} / ${lost}${failed ? ` (${failed} failed)` : ''} (${uploads} of them normalize uploads)`,
     ],
     [
       'output files / tmp leftovers',
@@ -492,7 +516,8 @@ function report(results: Results): number {
   ];
   process.stdout.write(`\n${table(rows)}\n`);
   if (other5xx > 0) process.stdout.write(`unexpected 5xx: ${t.unexpected5xx.slice(0, 10).join(', ')}\n`);
-  const ok = lost === 0 && other5xx === 0 && survived === faults.length && outputs === completed;
+  const ok =
+    lost === 0 && other5xx === 0 && survived === faults.length && outputs === completed && leftovers === 0;
   return ok ? 0 : 1;
 }
 
@@ -542,7 +567,7 @@ async function main(): Promise<number> {
     const completed = records.filter((r) => r?.status === 'completed').length;
     const failed = records.filter((r) => r?.status === 'failed').length;
     const folder = (name: string) => readdir(join(stack.platform.dataDir, name)).catch(() => [] as string[]);
-    const outputs = (await folder('downloads')).length;
+    const outputs = (await folder('downloads')).length + (await folder('normalized')).length;
     const leftovers = (await folder('tmp')).length;
 
     return report({

@@ -30,7 +30,8 @@ beforeAll(async () => {
   fixtures = await startFixtureServer();
   fixtures.mount('hls', await makeHls([1080, 720, 360], 3));
   fixtures.mount('mp4', join(await makeMp4({ width: 640, height: 360, seconds: 2 }), '..'));
-  const config = platform.config();
+  // Heartbeats every 200 ms, so a stream of a second or two shows some.
+  const config = platform.config({ SSE_HEARTBEAT_SECONDS: '0.2' });
   gateway = await startGateway(config);
   worker = await startDownloadWorker(config);
   redis = new Redis(platform.redis.url);
@@ -66,15 +67,16 @@ async function waitDone(id: string) {
   return (await (await fetch(`${gateway.url}/jobs/${id}`)).json()) as any;
 }
 
-/** Reads an SSE stream until it ends; returns the event names with their data. */
+/** Reads an SSE stream until it ends; returns the event names with their data, heartbeats as `heartbeat`. */
 async function readSse(url: string): Promise<{ event: string; data: any }[]> {
   const res = await fetch(url);
   expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
   const text = await res.text();
   return text
     .split('\n\n')
-    .filter((block) => block.startsWith('event:'))
+    .filter((block) => block.startsWith('event:') || block.startsWith(': heartbeat'))
     .map((block) => {
+      if (block.startsWith(':')) return { event: 'heartbeat', data: null };
       const [eventLine, dataLine] = block.split('\n');
       return { event: eventLine!.slice(7), data: JSON.parse(dataLine!.slice(6)) };
     });
@@ -83,11 +85,21 @@ async function readSse(url: string): Promise<{ event: string; data: any }[]> {
 describe('download end to end', () => {
   it('when an HLS URL is submitted at 720p, then the SSE stream shows state, start, progress and completion and the file has 720 lines', async () => {
     const url = `${fixtures.origin}/hls/master.m3u8`;
+    // A second or two of downloading: long enough for progress and heartbeats.
+    fixtures.throttle(1_500_000);
     const { status, body } = await submit(url, '720p');
     expect(status).toBe(202);
     const stream = await readSse(`${gateway.url}/jobs/${body.id}/events`);
-    expect(stream[0]?.event).toBe('state');
-    expect(stream.at(-1)?.event).toBe('completed');
+    fixtures.throttle(0);
+    expect(stream[0]).toMatchObject({ event: 'state', data: { id: body.id, kind: 'download' } });
+    expect(['queued', 'processing']).toContain(stream[0]?.data.status);
+    const names = stream.map((s) => s.event);
+    expect(names).toContain('progress');
+    expect(names).toContain('heartbeat');
+    if (stream[0]?.data.status === 'queued') expect(names).toContain('started');
+    expect(names.at(-1)).toBe('completed');
+    const rises = stream.filter((s) => s.event === 'progress').map((s) => s.data.progress as number);
+    expect(rises).toEqual([...rises].sort((a, b) => a - b));
 
     const job = await waitDone(body.id);
     expect(job.status).toBe('completed');
@@ -149,6 +161,26 @@ describe('download end to end', () => {
     expect(del.files).toEqual([job.result.file]);
     expect(del.bytes_freed).toBe(job.result.size_bytes);
     expect((await fetch(`${gateway.url}/jobs/${body.id}/file`)).status).toBe(404);
+  });
+
+  it('when a running job is deleted, then its live SSE stream ends with the deleted event', async () => {
+    fixtures.throttle(100_000);
+    try {
+      const { body } = await submit(`${fixtures.origin}/mp4/video.mp4?live-delete=1`, 'best');
+      const reading = readSse(`${gateway.url}/jobs/${body.id}/events`);
+      await expect
+        .poll(async () => ((await (await fetch(`${gateway.url}/jobs/${body.id}`)).json()) as any).status, {
+          timeout: 20_000,
+          interval: 100,
+        })
+        .toBe('processing');
+      expect((await fetch(`${gateway.url}/jobs/${body.id}`, { method: 'DELETE' })).status).toBe(200);
+      const stream = await reading;
+      expect(stream[0]?.event).toBe('state');
+      expect(stream.at(-1)).toMatchObject({ event: 'deleted', data: { job_id: body.id, type: 'deleted' } });
+    } finally {
+      fixtures.throttle(0);
+    }
   });
 
   it('when the URL cannot be fetched, then the job fails once with a clear message and a resubmission queues it again', async () => {

@@ -139,6 +139,7 @@ const VARIABLES = {
   TRUST_PROXY: [trustProxy, 'false'],
   API_KEYS: [apiKeys, ''],
   REQUEST_TIMEOUT_SECONDS: [positiveDecimal, '900'],
+  SSE_HEARTBEAT_SECONDS: [positiveDecimal, '15'],
 } as const;
 
 type Variables = typeof VARIABLES;
@@ -188,6 +189,8 @@ export interface Config {
   readonly apiKeys: readonly string[];
   /** Longest time a client may take to send one whole request (an upload included). */
   readonly requestTimeoutMs: number;
+  /** Time between heartbeat comments on `GET /jobs/:id/events`. */
+  readonly sseHeartbeatMs: number;
 }
 
 /** A bad configuration value: the message is the one line a service prints before it exits. */
@@ -254,6 +257,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     trustProxy: Array.isArray(p.TRUST_PROXY) ? Object.freeze([...p.TRUST_PROXY]) : p.TRUST_PROXY,
     apiKeys: Object.freeze([...p.API_KEYS]),
     requestTimeoutMs: Math.round(p.REQUEST_TIMEOUT_SECONDS * 1000),
+    sseHeartbeatMs: Math.max(100, Math.round(p.SSE_HEARTBEAT_SECONDS * 1000)),
   });
 }
 

@@ -12,7 +12,8 @@ const TERMINAL_STATUSES = new Set(['completed', 'failed']);
  * every live event of the job until it ends, with a heartbeat comment so proxies keep the
  * connection open. The subscription starts before the state is read, so nothing falls between.
  */
-export function jobEventRoutes(deps: GatewayDeps, heartbeatMs = 15_000): Router {
+export function jobEventRoutes(deps: GatewayDeps): Router {
+  const heartbeatMs = deps.config.sseHeartbeatMs;
   const router = Router();
   router.get('/jobs/:id/events', async (req, res) => {
     const id = jobIdParam(req);

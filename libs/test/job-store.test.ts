@@ -76,6 +76,33 @@ describe('JobStore', () => {
     expect(Number(await redis.zscore(EXPIRY_INDEX, 'job:ttl_best'))).toBe(Date.parse(expires));
   });
 
+  it('when a job goes through every state, then after each write the key TTL and the index agree with expires_at', async () => {
+    const store = new JobStore({ redis, ttlMs: 0.5 * HOUR });
+    const agree = async (job: { key: string; record: { expires_at: string } }) => {
+      const expires = Date.parse(job.record.expires_at);
+      expect(Math.abs((await redis.pttl(job.key)) - (expires - Date.now()))).toBeLessThan(1000);
+      expect(Number(await redis.zscore(EXPIRY_INDEX, job.key))).toBe(expires);
+    };
+    let job = (await store.claim('download', 'life_best', {})).job;
+    await agree(job);
+    for (const patch of [
+      { status: 'processing' as const, attempts: 1 },
+      { progress: 40 },
+      { status: 'queued' as const, progress: 0, error: { code: 'download.network', message: 'retry' } },
+      { status: 'processing' as const, attempts: 2 },
+      { status: 'failed' as const, error: { code: 'download.network', message: 'gave up' } },
+    ]) {
+      const next = await store.update(job, patch);
+      expect(next).not.toBeNull();
+      job = next!;
+      await agree(job);
+    }
+    job = (await store.claim('download', 'life_best', {})).job;
+    await agree(job);
+    const done = await store.update(job, { status: 'completed', expires_at: store.expiresFromNow() });
+    await agree(done!);
+  });
+
   it('when jobs are listed with filters, then only matching live jobs come back, newest first, in bounded pages', async () => {
     let t = Date.now();
     const store = new JobStore({ redis, ttlMs: HOUR, now: () => t });

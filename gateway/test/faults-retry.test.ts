@@ -22,6 +22,7 @@ let fixtures: FixtureServer;
 let gateway: Gateway;
 const workers: DownloadWorker[] = [];
 let spawned: ServiceProcess | undefined;
+let watcher: ServiceProcess | undefined;
 
 const ENV = {
   JOB_MAX_DELIVER: '3',
@@ -31,7 +32,8 @@ const ENV = {
 };
 
 beforeAll(async () => {
-  platform = await startPlatform();
+  // Append-only, so a Redis restart keeps the records.
+  platform = await startPlatform({ redis: { appendonly: true } });
   fixtures = await startFixtureServer();
   fixtures.mount('mp4', join(await makeMp4({ width: 320, height: 180, seconds: 2 }), '..'));
   gateway = await startGateway(platform.config(ENV));
@@ -39,6 +41,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await spawned?.stop('SIGKILL');
+  await watcher?.stop('SIGKILL');
   await Promise.all(workers.map((w) => w.stop()));
   await gateway?.stop();
   await fixtures?.close();
@@ -66,6 +69,32 @@ describe('a job that keeps failing', () => {
         code: 'download.max_deliveries',
         message: expect.stringMatching(/gave up after 3 deliveries/),
       },
+    });
+    fixtures.throttle(0);
+  });
+
+  it('when Redis is down as the max-deliveries advisory arrives, then the job still ends failed once Redis is back', async () => {
+    // Only the workers of this test: each delivery goes to a worker killed as it starts the job.
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+    fixtures.throttle(30_000);
+    const { id } = await postDownload(gateway.url, `${fixtures.origin}/mp4/video.mp4?advisory-redis`);
+    for (let delivery = 1; delivery <= 3; delivery++) {
+      spawned = spawnService('download-worker', platform.env({ ...ENV, LOG_LEVEL: 'info' }));
+      await spawned.waitFor(/"msg":"Job started"/, 20_000);
+      if (delivery === 3) {
+        watcher = spawnService('download-worker', platform.env({ ...ENV, LOG_LEVEL: 'info' }));
+        await watcher.waitFor(/Download worker ready/, 20_000);
+      }
+      await spawned.stop('SIGKILL');
+    }
+    // The advisory comes one ack wait (2 s) after the last delivery: Redis is away by then.
+    await platform.redis.stop();
+    await watcher!.waitFor(/Cannot handle a max-deliveries advisory yet; retrying/, 15_000);
+    await platform.redis.start();
+    const done = await waitForJobs(gateway.url, [id!], 40_000);
+    expect(done.get(id!)).toMatchObject({
+      status: 'failed',
+      error: { code: 'download.max_deliveries' },
     });
     fixtures.throttle(0);
   });

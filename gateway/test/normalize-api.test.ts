@@ -76,10 +76,15 @@ async function postNormalize(
   return { status: res.status, body: (await res.json()) as Record<string, any> };
 }
 
-async function waitForStatus(id: string, status: string, timeoutMs = 30_000): Promise<Record<string, any>> {
+async function waitForStatus(
+  id: string,
+  status: string,
+  timeoutMs = 30_000,
+  base = gateway.url,
+): Promise<Record<string, any>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const body = (await (await fetch(`${gateway.url}/jobs/${id}`)).json()) as Record<string, any>;
+    const body = (await (await fetch(`${base}/jobs/${id}`)).json()) as Record<string, any>;
     if (body.status === status) return body;
     if (Date.now() > deadline)
       throw new Error(`job ${id} is ${body.status}, not ${status}: ${JSON.stringify(body)}`);
@@ -291,6 +296,51 @@ describe('POST /normalize input checks', () => {
     });
     expect(res.status).toBe(400);
     expect(((await res.json()) as Record<string, any>).error.message).toContain('multipart/form-data');
+  });
+});
+
+describe('POST /normalize after a failed job', () => {
+  // A platform of its own, whose worker starts only when the test says: the first run must
+  // not begin before the stored upload is gone.
+  let own: Platform;
+  let ownGateway: Gateway;
+  let ownWorker: NormalizeWorker | undefined;
+
+  beforeAll(async () => {
+    own = await startPlatform();
+    ownGateway = await startGateway(own.config());
+  });
+
+  afterAll(async () => {
+    await ownWorker?.stop();
+    await ownGateway?.stop();
+    await own?.close();
+  });
+
+  it('when the same file and operations come again after the job failed, then it is a 202 with the same id and the job completes', async () => {
+    const fields: Fields = [
+      ['operations[]', 'normalize_volume'],
+      ['operations[]', 'convert_to_mono'],
+    ];
+    const first = await postNormalize(fields, speech, 'speech.mp3', ownGateway.url);
+    expect(first.status).toBe(202);
+    const id = String(first.body.id);
+    // The stored upload disappears (a disk cleanup, a lost volume) before a worker runs the job.
+    const stored = join(own.dataDir, 'uploads', `${first.body.request.upload.sha256}.mp3`);
+    await rm(stored);
+    ownWorker = await startNormalizeWorker(own.config());
+    const failed = await waitForStatus(id, 'failed', 30_000, ownGateway.url);
+    expect(failed.error).toMatchObject({ code: 'normalize.upload_missing' });
+
+    const again = await postNormalize(fields, speech, 'speech.mp3', ownGateway.url);
+    expect(again.status).toBe(202);
+    expect(again.body).toMatchObject({ id, status: 'queued', cache_hit: false, attempts: 0 });
+    expect(again.body.error).toBeUndefined();
+    expect(Date.parse(again.body.created_at)).toBeGreaterThan(Date.parse(failed.created_at));
+    const done = await waitForStatus(id, 'completed', 30_000, ownGateway.url);
+    expect(done.result).toMatchObject({ file: `${id}.opus`, channels: 1 });
+    expect(done.attempts).toBe(1);
+    expect(await readdir(join(own.dataDir, 'uploads'))).toEqual([`${first.body.request.upload.sha256}.mp3`]);
   });
 });
 

@@ -16,6 +16,9 @@ import { removeFiles, makeWorkDir } from './storage.js';
 import type { ServiceContext } from './service.js';
 import { CONSUMERS, JOBS_STREAM } from './subjects.js';
 
+/** Tries at handling one max-deliveries advisory: 1 + 2 + 4 + 8 + 16 + 30 + 30 s of waiting between them. */
+const ADVISORY_ATTEMPTS = 8;
+
 /** What a job handler gets for one run of one job. */
 export interface JobRun {
   readonly job: JobRecord;
@@ -101,17 +104,41 @@ export class JobRunner {
         if (err) return;
         const advisory = safeJson(msg.data) as { stream_seq?: number; deliveries?: number } | null;
         if (typeof advisory?.stream_seq !== 'number') return;
-        this.giveUp(advisory.stream_seq, advisory.deliveries ?? this.ctx.config.jobMaxDeliver).catch(
-          (e: unknown) =>
-            this.ctx.logger.warn({ err: errorMessage(e) }, 'Cannot handle a max-deliveries advisory'),
+        void this.giveUpWithRetries(
+          advisory.stream_seq,
+          advisory.deliveries ?? this.ctx.config.jobMaxDeliver,
         );
       },
     });
   }
 
+  /**
+   * An advisory comes once and is not stored: if Redis or JetStream is away when it arrives,
+   * keep trying (about a minute and a half in all) rather than leave the job `processing`.
+   */
+  private async giveUpWithRetries(seq: number, deliveries: number): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.giveUp(seq, deliveries);
+        return;
+      } catch (e) {
+        const last = attempt >= ADVISORY_ATTEMPTS || this.stopping;
+        this.ctx.logger[last ? 'error' : 'warn'](
+          { err: errorMessage(e), stream_seq: seq, attempt },
+          last
+            ? 'Cannot handle a max-deliveries advisory; the job keeps its state until it expires'
+            : 'Cannot handle a max-deliveries advisory yet; retrying',
+        );
+        if (last) return;
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
+      }
+    }
+  }
+
   private async giveUp(seq: number, deliveries: number): Promise<void> {
     const jsm = await jetstreamManager(this.ctx.nc);
-    const stored = await jsm.streams.getMessage(JOBS_STREAM, { seq }).catch(() => null);
+    // null when the message is gone already (another handler finished it); errors are retried.
+    const stored = await jsm.streams.getMessage(JOBS_STREAM, { seq });
     const parsed = stored ? jobRequestMessage.safeParse(safeJson(stored.data)) : null;
     if (parsed?.success) {
       const { job_id: id, created_at: createdAt } = parsed.data;

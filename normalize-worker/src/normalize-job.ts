@@ -156,6 +156,19 @@ async function measureStep(
 /** Output loudness further than this from the target, after limiting, earns a corrected encode. */
 const CORRECTION_THRESHOLD_LU = 0.5;
 const MAX_CORRECTIONS = 3;
+/** Where the first encode ends on the progress bar; the rest is kept for corrected encodes. */
+const ENCODE_END = 90;
+
+/**
+ * The share of the progress bar one encode covers. Corrected encodes each take half of what
+ * is left below 99, so progress never goes back when one follows: an encode is not known to
+ * need correcting until it has ended.
+ */
+function encodeSpan(from: number, correction: number): [number, number] {
+  if (correction === 0) return [from, ENCODE_END];
+  const left = 99 - ENCODE_END;
+  return [99 - left / 2 ** (correction - 1), 99 - left / 2 ** correction];
+}
 
 interface EncodeJob {
   input: string;
@@ -180,7 +193,8 @@ async function encodeStep(
   const from = step ? MEASURE_SHARE : 0;
   run.progress(from, 'encoding');
   for (let correction = 0; ; correction += 1) {
-    const [lo, hi] = correction === 0 ? [from, 99] : [90, 99];
+    const [lo, hi] = encodeSpan(from, correction);
+    if (correction > 0) run.progress(lo, 'correcting');
     const measured = await encode(
       tools,
       {
@@ -203,7 +217,6 @@ async function encodeStep(
     if (!next) return measured;
     step.gain = next;
     step.corrections = correction + 1;
-    run.progress(90, 'correcting');
   }
 }
 

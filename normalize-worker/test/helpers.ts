@@ -75,6 +75,27 @@ export function tone(out: string, hz: number, seconds = 4, rate = 48000): Promis
   );
 }
 
+/** Video and audio codecs a container usually carries, for `makeVideo`. */
+const VIDEO_CODECS = {
+  mkv: ['-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'libopus', '-b:a', '64k'],
+  webm: ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '200k', '-c:a', 'libvorbis'],
+  mov: ['-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-b:a', '96k'],
+} as const;
+
+export type VideoContainer = keyof typeof VIDEO_CODECS;
+
+/** A small video (test pattern) with a stereo speech-like audio stream at about -30 LUFS, in `out`'s container. */
+export async function makeVideo(out: string, container: VideoContainer, seconds = 3): Promise<string> {
+  const voice = `0.03*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*4*t))`;
+  await run('ffmpeg', [
+    ...['-hide_banner', '-loglevel', 'error', '-y'],
+    ...['-f', 'lavfi', '-i', `testsrc2=size=160x120:rate=15:duration=${seconds}`],
+    ...['-f', 'lavfi', '-i', `aevalsrc=exprs=${voice}|${voice}:s=48000:d=${seconds}`],
+    ...['-map', '0:v', '-map', '1:a', ...VIDEO_CODECS[container], out],
+  ]);
+  return out;
+}
+
 /** EBU R128 loudness and true peak of a file, measured by ffmpeg. */
 export async function loudnessOf(path: string): Promise<Loudness> {
   const { stderr } = await run('ffmpeg', [

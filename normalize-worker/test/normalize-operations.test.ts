@@ -10,6 +10,7 @@ import {
   interSamplePeaks,
   loudNoise,
   loudnessOf,
+  makeVideo,
   meanVolume,
   quietWithPeaks,
   submitter,
@@ -162,6 +163,30 @@ describe('formats and inputs', () => {
     expect(result.input.had_video).toBe(true);
     expect(Math.abs((await loudnessOf(path)).integrated - TARGET)).toBeLessThanOrEqual(1);
   });
+
+  it.each([
+    ['mkv', 'h264', 'opus', /matroska/],
+    ['webm', 'vp8', 'vorbis', /webm/],
+    ['mov', 'h264', 'aac', /mov/],
+  ] as const)(
+    'when the input is a %s video (%s with %s audio), then the job completes with its audio alone',
+    async (container, videoCodec, audioCodec, formatName) => {
+      const video = await makeVideo(join(fixtures, `video.${container}`), container);
+      const input = await ffprobe(video);
+      expect(input.streams.map((s) => [s.codec_type, s.codec_name])).toEqual([
+        ['video', videoCodec],
+        ['audio', audioCodec],
+      ]);
+      const { path, result } = await runJob(video, ['normalize_volume']);
+      const probe = await ffprobe(path);
+      expect(probe.streams.map((s) => s.codec_type)).toEqual(['audio']);
+      expect(probe.streams[0]).toMatchObject({ codec_name: 'opus', channels: 2 });
+      expect(Number(probe.format.duration)).toBeCloseTo(3, 0);
+      expect(result.input).toMatchObject({ had_video: true, codec: audioCodec });
+      expect(result.input.container).toMatch(formatName);
+      expect(Math.abs((await loudnessOf(path)).integrated - TARGET)).toBeLessThanOrEqual(1);
+    },
+  );
 });
 
 describe('bad input', () => {

@@ -1,10 +1,11 @@
 import { join } from 'node:path';
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   NO_RATE_LIMITS,
   makeMp4,
   postDownload,
+  run,
   spawnService,
   startFixtureServer,
   startPlatform,
@@ -66,9 +67,14 @@ describe('Redis stopped and restarted', () => {
     // The production default: per-client rate limits, counted in Redis.
     const limited = spawn('gateway', { RATE_LIMIT_PER_MINUTE: '60', RATE_LIMIT_READS_PER_MINUTE: '600' });
     const worker = spawn('download-worker');
+    const normalizer = spawn('normalize-worker');
+    // Sweeps every ~1 s, so some fall inside the outage.
+    const janitor = spawn('janitor', { CLEANUP_INTERVAL_MINUTES: '0.02' });
     const url = await gatewayUrl(gateway);
     const limitedUrl = await gatewayUrl(limited);
     await worker.waitFor(/Download worker ready/);
+    await normalizer.waitFor(/Normalize worker ready/);
+    await janitor.waitFor(/Janitor started/);
     const videoUrl = (n: number) => `${fixtures.origin}/mp4/video.mp4?redis=${n}`;
 
     // About a second per download: some jobs are running, some queued, when Redis stops.
@@ -109,14 +115,29 @@ describe('Redis stopped and restarted', () => {
       accepted.push(res.id!);
     }
 
+    // The normalize worker and the janitor came through it too: an upload is processed, and
+    // the janitor sweeps again.
+    const tone = join(platform.dataDir, 'tone.wav');
+    await run('ffmpeg', [
+      ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi'],
+      ...['-i', 'sine=frequency=440:sample_rate=16000:duration=1', tone],
+    ]);
+    const form = new FormData();
+    form.append('operations[]', 'normalize_volume');
+    form.append('file', new Blob([new Uint8Array(await readFile(tone))], { type: 'audio/wav' }), 'tone.wav');
+    const upload = await fetch(`${url}/normalize`, { method: 'POST', body: form });
+    expect(upload.status).toBe(202);
+    accepted.push(((await upload.json()) as { id: string }).id);
+    const sweeps = () => janitor.output().split('Cleanup: removed').length - 1;
+    const sweepsBefore = sweeps();
+    await expect.poll(sweeps, { timeout: 15_000, interval: 200 }).toBeGreaterThan(sweepsBefore);
+
     const done = await waitForJobs(url, accepted, 60_000);
     expect([...done.values()].map((r) => r?.status)).toEqual(accepted.map(() => 'completed'));
-    expect(await readdir(join(platform.dataDir, 'downloads'))).toHaveLength(accepted.length);
-    expect(gateway.child.exitCode).toBeNull();
-    expect(worker.child.exitCode).toBeNull();
-    expect(await gateway.stop()).toBe(0);
-    expect(await worker.stop()).toBe(0);
-    expect(await limited.stop()).toBe(0);
+    expect(await readdir(join(platform.dataDir, 'downloads'))).toHaveLength(accepted.length - 1);
+    for (const proc of [gateway, limited, worker, normalizer, janitor])
+      expect(proc.child.exitCode).toBeNull();
+    for (const proc of [gateway, limited, worker, normalizer, janitor]) expect(await proc.stop()).toBe(0);
   });
 
   it('when a service starts before Redis answers, then it waits and becomes ready once Redis is up', async () => {

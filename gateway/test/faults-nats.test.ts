@@ -1,10 +1,11 @@
 import { join } from 'node:path';
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   NO_RATE_LIMITS,
   makeMp4,
   postDownload,
+  run,
   startFixtureServer,
   startPlatform,
   waitForJobs,
@@ -12,12 +13,15 @@ import {
   type Platform,
 } from '@media-jobs/libs/testing';
 import { startDownloadWorker, type DownloadWorker } from '../../download-worker/src/worker.js';
+import { startNormalizeWorker, type NormalizeWorker } from '../../normalize-worker/src/worker.js';
 import { startGateway, type Gateway } from '../src/gateway.js';
 
 let platform: Platform;
 let fixtures: FixtureServer;
 let gateway: Gateway;
 let worker: DownloadWorker;
+let normalizer: NormalizeWorker;
+let tone: Buffer;
 
 beforeAll(async () => {
   platform = await startPlatform();
@@ -26,16 +30,35 @@ beforeAll(async () => {
   const config = platform.config({ JOB_ACK_WAIT_SECONDS: '3', DOWNLOAD_CONCURRENCY: '4', ...NO_RATE_LIMITS });
   gateway = await startGateway(config);
   worker = await startDownloadWorker(config);
+  normalizer = await startNormalizeWorker(config);
+  const path = join(platform.dataDir, 'tone.wav');
+  await run('ffmpeg', [
+    ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi'],
+    ...['-i', 'sine=frequency=440:sample_rate=16000:duration=1', path],
+  ]);
+  tone = await readFile(path);
 }, 120_000);
 
 afterAll(async () => {
   await worker?.stop();
+  await normalizer?.stop();
   await gateway?.stop();
   await fixtures?.close();
   await platform?.close();
 });
 
 const videoUrl = (n: number) => `${fixtures.origin}/mp4/video.mp4?nats=${n}`;
+
+/** An upload of the tone with its last sample changed, so each `n` is a new normalize job. */
+async function postUpload(n: number): Promise<{ status: number; id?: string }> {
+  const bytes = Buffer.from(tone);
+  bytes.writeInt16LE(n, bytes.length - 2);
+  const form = new FormData();
+  form.append('operations[]', 'normalize_volume');
+  form.append('file', new Blob([new Uint8Array(bytes)], { type: 'audio/wav' }), 'tone.wav');
+  const res = await fetch(`${gateway.url}/normalize`, { method: 'POST', body: form });
+  return { status: res.status, id: ((await res.json()) as { id?: string }).id };
+}
 
 async function ready(): Promise<{ status: number; ms: number }> {
   const started = performance.now();
@@ -55,6 +78,9 @@ describe('NATS stopped and restarted', () => {
       expect(res.status).toBe(202);
       accepted.push(res.id!);
     }
+    const upload = await postUpload(1);
+    expect(upload.status).toBe(202);
+    accepted.push(upload.id!);
     await platform.nats.stop();
 
     const refused = [];
@@ -79,13 +105,17 @@ describe('NATS stopped and restarted', () => {
       expect(res.status).toBe(202);
       accepted.push(res.id!);
     }
+    const after = await postUpload(2);
+    expect(after.status).toBe(202);
+    accepted.push(after.id!);
 
-    // The worker reconnected by itself: every accepted job completes, the ones stored in
+    // The workers reconnected by themselves: every accepted job completes, the ones stored in
     // JetStream before the outage included.
     const done = await waitForJobs(gateway.url, accepted, 60_000);
     const statuses = [...done.values()].map((r) => r?.status);
     expect(statuses).toEqual(accepted.map(() => 'completed'));
     const files = await readdir(join(platform.dataDir, 'downloads'));
-    expect(files).toHaveLength(accepted.length);
+    expect(files).toHaveLength(accepted.length - 2);
+    expect(await readdir(join(platform.dataDir, 'normalized'))).toHaveLength(2);
   });
 });

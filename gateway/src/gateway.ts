@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
-  announceConfig,
+  startConfigAnnouncer,
   closeContext,
   createLogger,
   JobQueue,
@@ -46,9 +46,7 @@ export async function startGateway(
   // Longer than a load balancer's idle timeout (60 s on the common ones), so it closes first.
   server.keepAliveTimeout = 65_000;
   const { port } = server.address() as AddressInfo;
-  announceConfig(ctx);
-  const announcer = setInterval(() => announceConfig(ctx), 60_000);
-  announcer.unref();
+  const stopAnnouncer = startConfigAnnouncer(ctx);
   logger.info({ port }, `Gateway listening on http://${config.host}:${port}`);
 
   let stopped: Promise<void> | undefined;
@@ -57,7 +55,7 @@ export async function startGateway(
     port,
     stop() {
       stopped ??= (async () => {
-        clearInterval(announcer);
+        stopAnnouncer();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();

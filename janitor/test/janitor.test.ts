@@ -9,8 +9,12 @@ import {
   JobStore,
   connectNats,
   createRedis,
+  closeContext,
   listServiceConfigs,
   loadConfig,
+  openContext,
+  recordServiceConfig,
+  startConfigAnnouncer,
   serviceConfigSubject,
   envelope,
   type NatsConnection,
@@ -108,7 +112,10 @@ describe('janitor service', () => {
       announce(1);
       announce(1);
       const warnings = () =>
-        log.lines().filter((l) => l.level === 'warn' && l.msg.startsWith('Config disagreement'));
+        // Only gw-1's: earlier tests' janitors are still in the registry, each with its own values.
+        log
+          .lines()
+          .filter((l) => l.level === 'warn' && l.msg.startsWith('Config disagreement: gateway (gw-1)'));
       await waitUntil(() => warnings().length > 0);
       await nc.flush();
       await new Promise((r) => setTimeout(r, 200));
@@ -120,6 +127,51 @@ describe('janitor service', () => {
       );
     } finally {
       await janitor.stop();
+    }
+  });
+
+  it('when a service with another interval already runs as the janitor starts, then it warns at once from the registry', async () => {
+    await recordServiceConfig(
+      redis,
+      envelope({
+        type: 'config',
+        service: 'download-worker',
+        instance: 'dw-early',
+        config: { CACHE_TTL_HOURS: 24, CLEANUP_INTERVAL_MINUTES: 5 },
+      }),
+    );
+    const log = captureLogger('info');
+    const janitor = await startJanitor(
+      platform.config({ CACHE_TTL_HOURS: '24', CLEANUP_INTERVAL_MINUTES: '30' }),
+      log.logger,
+    );
+    try {
+      await waitUntil(() => log.lines().some((l) => l.msg.includes('(dw-early)')));
+      expect(log.lines().filter((l) => l.level === 'warn' && l.msg.includes('(dw-early)'))).toHaveLength(1);
+      expect(log.lines().find((l) => l.msg.includes('(dw-early)'))?.msg).toBe(
+        'Config disagreement: download-worker (dw-early) runs with CLEANUP_INTERVAL_MINUTES=5, this janitor with 30',
+      );
+    } finally {
+      await janitor.stop();
+    }
+  });
+
+  it('when a service runs, then it announces its config again every interval, on NATS and in the registry', async () => {
+    const ctx = await openContext('probe', platform.config(), captureLogger('info').logger);
+    const seen: unknown[] = [];
+    const sub = nc.subscribe(serviceConfigSubject('probe'), {
+      callback: (_e, m) => void seen.push(m.json()),
+    });
+    await nc.flush();
+    const stop = startConfigAnnouncer(ctx, 150);
+    try {
+      await waitUntil(() => seen.length >= 3);
+      expect(seen[0]).toMatchObject({ type: 'config', service: 'probe', config: { CACHE_TTL_HOURS: 24 } });
+      await waitUntil(async () => (await listServiceConfigs(redis)).some((s) => s.service === 'probe'));
+    } finally {
+      stop();
+      sub.unsubscribe();
+      await closeContext(ctx);
     }
   });
 

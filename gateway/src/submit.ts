@@ -1,4 +1,4 @@
-import { releaseJobFiles, type JobKind } from '@media-jobs/libs';
+import { releaseJobFiles, type JobKind, type StoredJob } from '@media-jobs/libs';
 import type { GatewayDeps } from './deps.js';
 import { jobView } from './job-view.js';
 
@@ -8,27 +8,38 @@ export interface Submission {
   created: boolean;
 }
 
+export interface SubmitHooks {
+  /** Runs only when no live job exists, before one is created (e.g. the URL's DNS check). */
+  beforeCreate?: () => Promise<void>;
+  /** Runs after the new job is claimed and before it is queued (e.g. to retain an upload). */
+  onCreated?: () => Promise<void>;
+}
+
 /**
- * The shared 202/200 rule of `POST /download` and `POST /normalize`: claim the id
- * atomically; the winner queues the job, everyone else gets the live job as a cache hit.
- * `onCreated` runs after the claim and before the job is queued (e.g. to retain an upload).
- * If the queue is unreachable the new record is removed again (with any upload reference)
- * and the error (503) goes up.
+ * The shared 202/200 rule of `POST /download` and `POST /normalize`: a live job is a cache
+ * hit, answered after one round trip; otherwise the id is claimed atomically, the winner
+ * queues the job and everyone else gets the live job as a cache hit. If the queue is
+ * unreachable the new record is removed again (with any upload reference) and the error
+ * (503) goes up.
  */
 export async function submitJob(
   deps: Pick<GatewayDeps, 'store' | 'queue' | 'events' | 'redis' | 'storage'>,
   kind: JobKind,
   id: string,
   request: Record<string, unknown>,
-  onCreated?: () => Promise<void>,
+  hooks: SubmitHooks = {},
 ): Promise<Submission> {
-  const { created, job } = await deps.store.claim(kind, id, request);
-  if (!created) {
+  const hit = (job: StoredJob): Submission => {
     deps.events.job(kind, id, 'cache_hit', { status: job.record.status });
-    return { status: 200, body: jobView(job.record, true), created };
-  }
+    return { status: 200, body: jobView(job.record, true), created: false };
+  };
+  const live = await deps.store.peek(kind, id);
+  if (live) return hit(live);
+  await hooks.beforeCreate?.();
+  const { created, job } = await deps.store.create(kind, id, request);
+  if (!created) return hit(job);
   try {
-    await onCreated?.();
+    await hooks.onCreated?.();
     await deps.queue.enqueue(job.record);
   } catch (err) {
     // Not queued: undo the claim, and any upload reference `onCreated` took.

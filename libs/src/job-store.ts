@@ -138,9 +138,23 @@ export class JobStore {
 
   /** Atomically creates the job, or returns the live one with that id (a failed one is replaced). */
   async claim(kind: JobKind, id: string, request: Record<string, unknown>): Promise<ClaimResult> {
+    const live = await this.peek(kind, id);
+    return live ? { created: false, job: live } : this.create(kind, id, request);
+  }
+
+  /** The live (not failed) job with that id, counted as a cache hit; null when there is none. One small round trip. */
+  async peek(kind: JobKind, id: string): Promise<StoredJob | null> {
     const key = jobKey(kind, id);
     const live = (await PEEK.run(this.redis, [key, CACHE_STATS_KEY], [kind])) as string | null;
-    if (live) return { created: false, job: parse(key, live) };
+    return live ? parse(key, live) : null;
+  }
+
+  /**
+   * `claim` without the peek, for a caller that has just peeked: creates the job unless a live
+   * one appeared meanwhile (then that one comes back, `created: false`).
+   */
+  async create(kind: JobKind, id: string, request: Record<string, unknown>): Promise<ClaimResult> {
+    const key = jobKey(kind, id);
     const [created, stored] = await retryWhileBusy(
       async () => {
         const record = this.newRecord(kind, id, request);

@@ -19,12 +19,9 @@ export function downloadRoutes(deps: GatewayDeps): Router {
     const { quality } = parsed.data;
     const url = parseSubmittedUrl(parsed.data.url);
     const id = downloadJobId(url, quality);
-    if (!deps.config.allowPrivateUrls) {
-      // A live job was checked when it was created: only a new one needs the DNS look-up.
-      const live = await deps.store.get('download', id);
-      if (!live || live.record.status === 'failed') await assertPublicUrl(url);
-    }
-    const submission = await submitJob(deps, 'download', id, { url: url.href, quality });
+    // A live job was checked when it was created: only a new one needs the DNS look-up.
+    const beforeCreate = deps.config.allowPrivateUrls ? undefined : () => assertPublicUrl(url);
+    const submission = await submitJob(deps, 'download', id, { url: url.href, quality }, { beforeCreate });
     res.status(submission.status).json(submission.body);
   });
   return router;

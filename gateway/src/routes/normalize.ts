@@ -66,9 +66,11 @@ export function normalizeRoutes(deps: GatewayDeps): Router {
       };
       // The upload goes into uploads/ only after this job holds a reference to it, so no sweep
       // or orphan pass can remove it in between (a live duplicate needs no new copy at all).
-      const submission = await submitJob(deps, 'normalize', id, request, async () => {
-        await retainUpload(deps.redis, id);
-        await storeUpload(deps.storage, file);
+      const submission = await submitJob(deps, 'normalize', id, request, {
+        onCreated: async () => {
+          await retainUpload(deps.redis, id);
+          await storeUpload(deps.storage, file);
+        },
       });
       res.status(submission.status).json(submission.body);
     } finally {

@@ -33,6 +33,9 @@ export async function startGateway(
       // The whole request, an upload included, must arrive within REQUEST_TIMEOUT_SECONDS;
       // responses (file downloads, event streams) are not bounded by it.
       requestTimeout: config.requestTimeoutMs,
+      // How often the two limits above are checked (Node's default, 30 s, would let a
+      // trickling client stay up to 30 s past them).
+      connectionsCheckingInterval: Math.min(5_000, Math.max(100, config.requestTimeoutMs / 4)),
     },
     app,
   );

@@ -1,5 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import express from 'express';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
@@ -222,6 +223,27 @@ describe('security headers and HTTP limits', () => {
     });
     expect(status).toBe(431);
     expect((await fetch(`${limited.url}/health`)).status).toBe(200);
+  });
+
+  it('when a request body does not arrive within REQUEST_TIMEOUT_SECONDS, then it is a 408 and the gateway keeps answering', async () => {
+    const slow = await startGateway(platform.config({ REQUEST_TIMEOUT_SECONDS: '1' }));
+    try {
+      const socket = connect(slow.port, '127.0.0.1');
+      let answer = '';
+      socket.on('data', (d: Buffer) => (answer += d.toString()));
+      const closed = new Promise((r) => socket.once('close', r));
+      // Headers and a part of the body, then nothing: a slow-body (slowloris) client.
+      socket.write(
+        'POST /download HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"url":',
+      );
+      const started = Date.now();
+      await closed;
+      expect(answer).toMatch(/^HTTP\/1\.1 408/);
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect((await fetch(`${slow.url}/health`)).status).toBe(200);
+    } finally {
+      await slow.stop();
+    }
   });
 
   it('when HEAD asks for the event stream of a live job, then it answers at once instead of hanging', async () => {

@@ -45,7 +45,7 @@ export const listQuerySchema = z.object({
     .default(20),
   cursor: z
     .string()
-    .regex(/^\d{1,9}$/, 'cursor is not one this API returned')
+    .regex(/^\d{1,15}:(job|audio_job):[A-Za-z0-9_-]{1,200}$/, 'cursor is not one this API returned')
     .optional()
     .describe('`next_cursor` of the previous page'),
 });

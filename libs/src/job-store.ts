@@ -93,6 +93,12 @@ export interface ListPage {
   next_cursor: string | null;
 }
 
+/** `<expires ms>:<record key>`, as `list` returns it; null for none or anything else. */
+function parseListCursor(cursor: string | undefined): { score: number; key: string } | null {
+  const match = cursor ? /^(\d{1,15}):(.+)$/.exec(cursor) : null;
+  return match ? { score: Number(match[1]), key: match[2] as string } : null;
+}
+
 export interface JobStoreOptions {
   redis: Redis;
   ttlMs: number;
@@ -230,41 +236,58 @@ export class JobStore {
   }
 
   /** Newest first (by expiry), filtered by kind and status; scans a bounded number of index entries per page. */
+  /**
+   * Live jobs, latest expiry first (newest first: the expiry is set from creation or
+   * completion). The cursor is the position of the last entry read (`<expires ms>:<key>`), not
+   * an offset, so jobs created or finished meanwhile do not shift the pages: they move ahead of
+   * the cursor, and no job comes twice. Each call reads a bounded part of the index.
+   */
   async list(query: ListQuery): Promise<ListPage> {
     const limit = Math.max(1, Math.min(100, query.limit));
     const scanBudget = Math.max(500, limit * 10);
-    let offset = query.cursor ? Number.parseInt(query.cursor, 10) || 0 : 0;
-    const jobs: JobRecord[] = [];
-    let scanned = 0;
+    const after = parseListCursor(query.cursor);
     const batch = Math.min(200, Math.max(limit, 50));
+    const jobs: JobRecord[] = [];
+    // Where the next read starts: at most this score, skipping `offset` entries of that score.
+    let max = after ? after.score : Number.POSITIVE_INFINITY;
+    let offset = 0;
+    let last: { score: number; key: string } | null = null;
+    let scanned = 0;
     while (jobs.length < limit && scanned < scanBudget) {
-      const keys = await this.redis.zrevrangebyscore(
+      const reply = await this.redis.zrevrangebyscore(
         EXPIRY_INDEX,
-        '+inf',
+        Number.isFinite(max) ? max : '+inf',
         this.now(),
+        'WITHSCORES',
         'LIMIT',
         offset,
         batch,
       );
-      if (keys.length === 0) return { jobs, next_cursor: null };
-      const wanted = keys.filter((k) => !query.kind || parseJobKey(k)?.kind === query.kind);
-      const raws = wanted.length > 0 ? await this.redis.mget(...wanted) : [];
-      let consumed = 0;
-      for (const key of keys) {
-        consumed += 1;
-        const i = wanted.indexOf(key);
-        const raw = i >= 0 ? raws[i] : null;
+      const entries: { key: string; score: number }[] = [];
+      for (let i = 0; i + 1 < reply.length; i += 2) {
+        entries.push({ key: reply[i] as string, score: Number(reply[i + 1]) });
+      }
+      // Equal scores come in descending key order: those not below the cursor's key were read before.
+      const fresh = entries.filter((e) => !(after && e.score === after.score && e.key >= after.key));
+      const wanted = fresh.filter((e) => !query.kind || parseJobKey(e.key)?.kind === query.kind);
+      const raws = wanted.length > 0 ? await this.redis.mget(...wanted.map((e) => e.key)) : [];
+      const rawOf = new Map(wanted.map((e, i) => [e.key, raws[i] ?? null]));
+      for (const entry of entries) {
+        if (entry.score === max) offset += 1;
+        else [max, offset] = [entry.score, 1];
+        if (!fresh.includes(entry)) continue;
+        last = entry;
+        scanned += 1;
+        const raw = rawOf.get(entry.key);
         if (raw) {
-          const { record } = parse(key, raw);
+          const { record } = parse(entry.key, raw);
           if (!query.status || record.status === query.status) jobs.push(record);
         }
         if (jobs.length >= limit) break;
       }
-      offset += consumed;
-      scanned += consumed;
-      if (keys.length < batch && jobs.length < limit) return { jobs, next_cursor: null };
+      if (entries.length < batch && jobs.length < limit) return { jobs, next_cursor: null };
     }
-    return { jobs, next_cursor: String(offset) };
+    return { jobs, next_cursor: last ? `${last.score}:${last.key}` : null };
   }
 
   /** Cache hit and miss counters by kind. */

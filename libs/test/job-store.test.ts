@@ -114,9 +114,28 @@ describe('JobStore', () => {
     }
     const page1 = await store.list({ kind: 'download', limit: 3 });
     expect(page1.jobs.map((j) => j.id)).toEqual(['d4_best', 'd3_best', 'd2_best']);
+    // A job created between two pages goes ahead of the cursor: the next page neither repeats nor skips.
+    t += 1000;
+    await store.claim('download', 'd5_best', {});
     const page2 = await store.list({ kind: 'download', limit: 3, cursor: page1.next_cursor ?? undefined });
     expect(page2.jobs.map((j) => j.id)).toEqual(['d1_best', 'd0_best']);
+    expect(page2.next_cursor).toBeNull();
     expect((await store.list({ status: 'completed', limit: 10 })).jobs).toEqual([]);
+  });
+
+  it('when many jobs share one expiry, then the pages still hold each exactly once', async () => {
+    const fixed = Date.now();
+    const store = new JobStore({ redis, ttlMs: HOUR, now: () => fixed });
+    const ids = Array.from({ length: 7 }, (_, i) => `same${i}_best`);
+    for (const id of ids) await store.claim('download', id, {});
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await store.list({ limit: 2, ...(cursor ? { cursor } : {}) });
+      seen.push(...page.jobs.map((j) => j.id));
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+    expect(seen.sort()).toEqual(ids.sort());
   });
 
   it('when a job is looked up by id alone, then find checks both kinds', async () => {

@@ -14,7 +14,7 @@ import {
   NO_RATE_LIMITS,
   freePort,
   makeMp4,
-  run,
+  makeTone,
   spawnService,
   startFixtureServer,
   startPlatform,
@@ -74,10 +74,7 @@ async function startStack(): Promise<Stack> {
   const fixtures = await startFixtureServer();
   fixtures.mount('mp4', join(await makeMp4({ width: 320, height: 180, seconds: 1 }), '..'));
   const wav = join(platform.dataDir, 'chaos-tone.wav');
-  await run('ffmpeg', [
-    ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi'],
-    ...['-i', 'sine=frequency=440:sample_rate=16000:duration=2', '-ac', '1', wav],
-  ]);
+  await makeTone(wav, { seconds: 2 });
   const audio = await readFile(wav);
   const port = await freePort();
   const env = platform.env({

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   NO_RATE_LIMITS,
   makeMp4,
+  makeTone,
   postDownload,
-  run,
   startFixtureServer,
   startPlatform,
   waitForJobs,
@@ -32,10 +32,7 @@ beforeAll(async () => {
   worker = await startDownloadWorker(config);
   normalizer = await startNormalizeWorker(config);
   const path = join(platform.dataDir, 'tone.wav');
-  await run('ffmpeg', [
-    ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi'],
-    ...['-i', 'sine=frequency=440:sample_rate=16000:duration=1', path],
-  ]);
+  await makeTone(path);
   tone = await readFile(path);
 }, 120_000);
 

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   NO_RATE_LIMITS,
   makeMp4,
+  makeTone,
   postDownload,
-  run,
   spawnService,
   startFixtureServer,
   startPlatform,
@@ -118,10 +118,7 @@ describe('Redis stopped and restarted', () => {
     // The normalize worker and the janitor came through it too: an upload is processed, and
     // the janitor sweeps again.
     const tone = join(platform.dataDir, 'tone.wav');
-    await run('ffmpeg', [
-      ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi'],
-      ...['-i', 'sine=frequency=440:sample_rate=16000:duration=1', tone],
-    ]);
+    await makeTone(tone);
     const form = new FormData();
     form.append('operations[]', 'normalize_volume');
     form.append('file', new Blob([new Uint8Array(await readFile(tone))], { type: 'audio/wav' }), 'tone.wav');

@@ -12,7 +12,7 @@ import {
   createRedis,
   type Redis,
 } from '@media-jobs/libs';
-import { run, startPlatform, type Platform } from '@media-jobs/libs/testing';
+import { makeTone, startPlatform, type Platform } from '@media-jobs/libs/testing';
 import { startGateway, type Gateway } from '../src/gateway.js';
 import { COMPONENT_SCHEMAS } from '../src/openapi.js';
 import { downloadBodySchema } from '../src/schemas.js';
@@ -32,17 +32,7 @@ beforeAll(async () => {
   doc = await (await fetch(`${gateway.url}/openapi.json`)).json();
   scratch = await mkdtemp(join(tmpdir(), 'mj-openapi-'));
   const wav = join(scratch, 'tone.wav');
-  await run('ffmpeg', [
-    '-hide_banner',
-    '-loglevel',
-    'error',
-    '-y',
-    '-f',
-    'lavfi',
-    '-i',
-    'sine=frequency=440:duration=0.5',
-    wav,
-  ]);
+  await makeTone(wav, { seconds: 0.5, sampleRate: 44100 });
   audio = await readFile(wav);
 });
 

@@ -7,7 +7,7 @@ import {
   NO_RATE_LIMITS,
   makeMp4,
   postDownload,
-  run,
+  makeTone,
   spawnService,
   startFixtureServer,
   startPlatform,
@@ -123,19 +123,7 @@ describe('SIGTERM', () => {
 
   it('when a normalize worker gets SIGTERM mid-job, then the job is finished or handed back, never left processing, and it exits 0', async () => {
     const path = join(platform.dataDir, 'long.mp3');
-    await run('ffmpeg', [
-      '-hide_banner',
-      '-loglevel',
-      'error',
-      '-y',
-      '-f',
-      'lavfi',
-      '-i',
-      'sine=frequency=330:sample_rate=44100:duration=60',
-      '-c:a',
-      'libmp3lame',
-      path,
-    ]);
+    await makeTone(path, { hz: 330, seconds: 60, sampleRate: 44100 });
     const proc = spawn('normalize-worker', { SHUTDOWN_GRACE_SECONDS: '1' });
     await proc.waitFor(/Normalize worker ready/);
     const form = new FormData();

@@ -54,6 +54,16 @@ async function cached(name: string, recipe: unknown, make: (out: string) => Prom
   return path;
 }
 
+/** A sine tone made by ffmpeg, mono; the container and codec follow `out`'s extension (wav, mp3 ...). */
+export async function makeTone(
+  out: string,
+  { hz = 440, seconds = 1, sampleRate = 16000 }: { hz?: number; seconds?: number; sampleRate?: number } = {},
+): Promise<string> {
+  const source = `sine=frequency=${hz}:sample_rate=${sampleRate}:duration=${seconds}`;
+  await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', source, out]);
+  return out;
+}
+
 export interface VideoRecipe {
   width: number;
   height: number;

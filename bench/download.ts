@@ -322,6 +322,7 @@ async function main(): Promise<void> {
       '',
       `Download benchmark: HLS ${HEIGHTS.join('/')}p, ${VIDEO_SECONDS} s video, quality best; yt-dlp ${version.trim()}; node ${process.version}`,
       'Rate limiting off (RATE_LIMIT_PER_MINUTE=0, RATE_LIMIT_READS_PER_MINUTE=0): the load comes from one client address.',
+      'ALLOW_PRIVATE_URLS=true: the fixture server is on loopback. With it false a cache hit is the same one round trip (the DNS check runs only for a new job).',
       '',
       '(a) one download, median of ' + REPS,
       '  measurement                          median      runs (s)',

@@ -7,6 +7,7 @@ import {
   removeFiles,
   runProcess,
   type Config,
+  type DownloadResult,
   type JobHandler,
   type JobOutput,
   type JobRun,
@@ -72,7 +73,7 @@ export function createDownloadHandler(deps: DownloadJobDeps): JobHandler {
         quality: request.quality,
         ...(downloaded.formatId ? { format_id: downloaded.formatId } : {}),
         ...(downloaded.title ? { title: downloaded.title } : {}),
-      },
+      } satisfies DownloadResult,
       files: [finalPath],
     };
   };

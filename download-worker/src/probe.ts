@@ -1,13 +1,10 @@
-import { AppError, runProcess } from '@media-jobs/libs';
+import { AppError, runProcess, type DownloadResult } from '@media-jobs/libs';
 
-/** What a user needs to know about a downloaded file, as ffprobe measured it. */
-export interface MediaInfo {
-  duration_s: number | null;
-  width: number | null;
-  height: number | null;
-  video_codec: string | null;
-  audio_codec: string | null;
-}
+/** What a user needs to know about a downloaded file, as ffprobe measured it: part of the job's result. */
+export type MediaInfo = Pick<
+  DownloadResult,
+  'duration_s' | 'width' | 'height' | 'video_codec' | 'audio_codec'
+>;
 
 interface ProbeJson {
   streams?: {

@@ -1,5 +1,6 @@
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { downloadResultSchema } from '@media-jobs/libs';
 import { ffprobe, makeHls, makeMp4 } from '@media-jobs/libs/testing';
 import { startDownloadWorker, type DownloadWorker } from '../src/worker.js';
 import { startTestBed, type TestBed } from './test-bed.js';
@@ -28,6 +29,11 @@ afterAll(async () => {
 
 const downloaded = (file: unknown) => join(bed.platform.dataDir, 'downloads', String(file));
 
+/** The result is what the gateway documents, with no field left out of the schema. */
+function expectDocumentedResult(result: unknown): void {
+  expect(downloadResultSchema.parse(result)).toEqual(result);
+}
+
 async function videoStreams(file: unknown) {
   const probe = await ffprobe(downloaded(file));
   return probe.streams.filter((s) => s.codec_type === 'video');
@@ -48,6 +54,7 @@ describe('download worker', () => {
       const record = await bed.waitFor(id, ['completed', 'failed']);
       expect(record.error).toBeUndefined();
       expect(record.result).toMatchObject({ file: `${id}.mp4`, height: lines, quality, video_codec: 'h264' });
+      expectDocumentedResult(record.result);
       const [video] = await videoStreams(record.result?.file);
       expect(video?.height).toBe(lines);
     },
@@ -65,6 +72,7 @@ describe('download worker', () => {
     const { id } = await bed.submit(`${bed.fixtures.origin}/hls/master.m3u8`, 'audio');
     const record = await bed.waitFor(id, ['completed', 'failed']);
     expect(record.result).toMatchObject({ width: null, height: null, video_codec: null, audio_codec: 'aac' });
+    expectDocumentedResult(record.result);
     const probe = await ffprobe(downloaded(record.result?.file));
     expect(probe.streams.map((s) => s.codec_type)).toEqual(['audio']);
   });
@@ -85,6 +93,7 @@ describe('download worker', () => {
       format_id: expect.any(String),
     });
     expect(record.result?.duration_s).toBeCloseTo(3, 0);
+    expectDocumentedResult(record.result);
     await expect
       .poll(() => events.map((e) => e.type).filter((t) => t !== 'progress'))
       .toEqual(['started', 'completed']);

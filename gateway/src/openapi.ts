@@ -1,12 +1,13 @@
 import { createRequire } from 'node:module';
 import { z } from 'zod';
-import { JOB_EVENT_TYPES, jobEventSchema } from '@media-jobs/libs';
+import { JOB_EVENT_TYPES, downloadResultSchema, normalizeResultSchema } from '@media-jobs/libs';
 import {
   adminStatsSchema,
   deleteResultSchema,
   downloadBodySchema,
   errorSchema,
   healthSchema,
+  jobEventViewSchema,
   jobListSchema,
   jobViewSchema,
   listQuerySchema,
@@ -18,8 +19,8 @@ import {
 type Json = Record<string, unknown>;
 
 /**
- * The components of the document, each a zod schema the routes use (`schemas.ts`) or an
- * event schema of libs. Registered under their names so nested uses become `$ref`s. The
+ * The components of the document, each a zod schema the routes use (`schemas.ts`) or a
+ * result schema of libs. Registered under their names so nested uses become `$ref`s. The
  * request schemas (`DownloadRequest`, `NormalizeForm`) are added apart, in input form.
  */
 export const COMPONENT_SCHEMAS = {
@@ -31,7 +32,9 @@ export const COMPONENT_SCHEMAS = {
   Ready: readySchema,
   AdminStats: adminStatsSchema,
   SweepSummary: sweepSummarySchema,
-  JobEvent: jobEventSchema,
+  JobEvent: jobEventViewSchema,
+  DownloadResult: downloadResultSchema,
+  NormalizeResult: normalizeResultSchema,
 } as const;
 
 const ref = (name: keyof typeof COMPONENT_SCHEMAS | 'DownloadRequest' | 'NormalizeForm'): Json => ({

@@ -7,7 +7,15 @@ import {
   QUALITIES,
   TARGET_LUFS_RANGE,
   janitorSweepEvent,
+  jobCacheHitEvent,
+  jobCompletedEvent,
+  jobDeletedEvent,
+  jobFailedEvent,
+  jobProgressEvent,
+  jobQueuedEvent,
   jobRecordSchema,
+  jobResultSchema,
+  jobStartedEvent,
 } from '@media-jobs/libs';
 import { MAX_URL_LENGTH } from './url-policy.js';
 
@@ -76,14 +84,32 @@ export const normalizeFormSchema = z.object({
   ),
 });
 
-/** A job as the API shows it (`job-view.ts`): the record, `cache_hit` on submissions, and links. */
+/** A job as the API shows it (`job-view.ts`): the record, its result by kind, `cache_hit` on submissions, and links. */
 export const jobViewSchema = jobRecordSchema.extend({
+  result: jobResultSchema
+    .optional()
+    .describe('Present once the job completed: a `DownloadResult` or a `NormalizeResult`, by `kind`'),
   cache_hit: z
     .boolean()
     .optional()
     .describe('Present on POST answers: true when an existing job was returned'),
   links: z.object({ self: z.string(), file: z.string(), events: z.string() }),
 });
+
+/**
+ * A job event as the SSE stream relays it (`jobEventSchema` of libs), `completed` with its
+ * result by kind. libs parses events loosely, as a subscriber must read any result; this is
+ * what the document promises. The OpenAPI test checks that it lists every event type.
+ */
+export const jobEventViewSchema = z.discriminatedUnion('type', [
+  jobQueuedEvent,
+  jobCacheHitEvent,
+  jobStartedEvent,
+  jobProgressEvent,
+  jobCompletedEvent.extend({ result: jobResultSchema }),
+  jobFailedEvent,
+  jobDeletedEvent,
+]);
 
 export const errorSchema = z.object({
   error: z.object({

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
-import { jobEventSchema, type JobEvent } from '@media-jobs/libs';
+import { downloadResultSchema, jobEventSchema, type JobEvent } from '@media-jobs/libs';
 import {
   ffprobe,
   makeHls,
@@ -16,6 +16,7 @@ import {
 } from '@media-jobs/libs/testing';
 import { startDownloadWorker } from '../../download-worker/src/worker.js';
 import { startGateway, type Gateway } from '../src/gateway.js';
+import { fetchDocCheck, type DocCheck } from './openapi-check.js';
 
 let platform: Platform;
 let fixtures: FixtureServer;
@@ -23,6 +24,7 @@ let gateway: Gateway;
 let worker: { stop(): Promise<void> };
 let redis: Redis;
 let nc: NatsConnection;
+let check: DocCheck;
 const events: JobEvent[] = [];
 
 beforeAll(async () => {
@@ -37,6 +39,7 @@ beforeAll(async () => {
   redis = new Redis(platform.redis.url);
   nc = await connect({ servers: platform.nats.url });
   nc.subscribe('events.job.>', { callback: (_e, m) => void events.push(jobEventSchema.parse(m.json())) });
+  check = await fetchDocCheck(gateway.url);
 }, 120_000);
 
 afterAll(async () => {
@@ -105,6 +108,11 @@ describe('download end to end', () => {
     expect(job.status).toBe('completed');
     expect(job.result).toMatchObject({ file: `${body.id}.mp4`, height: 720 });
     expect(job.result.size_bytes).toBeGreaterThan(1000);
+    // The result is what the document promises, in the job and in the completed event, with no field left out of it.
+    expect(downloadResultSchema.parse(job.result)).toEqual(job.result);
+    check.response('/jobs/{id}', 'get', 200, job);
+    check.component('JobEvent', stream.at(-1)?.data);
+    expect(stream.at(-1)?.data.result).toEqual(job.result);
     const pttl = await redis.pttl(`job:${body.id}`);
     expect(Math.abs(pttl - (Date.parse(job.expires_at) - Date.now()))).toBeLessThan(1000);
 
@@ -189,6 +197,8 @@ describe('download end to end', () => {
     expect(job.status).toBe('failed');
     expect(job.attempts).toBe(1);
     expect(job.error.message).toMatch(/404/);
+    expect(job.result).toBeUndefined();
+    check.response('/jobs/{id}', 'get', 200, job);
     const again = await submit(`${fixtures.origin}/mp4/missing.mp4`, 'best');
     expect(again.status).toBe(202);
     expect(again.body).toMatchObject({ id: body.id, status: 'queued', cache_hit: false });

@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
-import { jobEventSchema, uploadRefsKey, type JobEvent } from '@media-jobs/libs';
+import { jobEventSchema, normalizeResultSchema, uploadRefsKey, type JobEvent } from '@media-jobs/libs';
 import { ffprobe, run, startPlatform, type Platform } from '@media-jobs/libs/testing';
 import { startGateway, type Gateway } from '../src/gateway.js';
 import { startNormalizeWorker, type NormalizeWorker } from '../../normalize-worker/src/worker.js';
+import { fetchDocCheck, type DocCheck } from './openapi-check.js';
 
 let platform: Platform;
 let gateway: Gateway;
@@ -16,6 +17,7 @@ let worker: NormalizeWorker;
 let redis: Redis;
 let nc: NatsConnection;
 let fixtures: string;
+let check: DocCheck;
 let speech: Buffer;
 const events: { subject: string; event: JobEvent }[] = [];
 
@@ -30,6 +32,7 @@ beforeAll(async () => {
     callback: (_err, msg) =>
       void events.push({ subject: msg.subject, event: jobEventSchema.parse(msg.json()) }),
   });
+  check = await fetchDocCheck(gateway.url);
   fixtures = await mkdtemp(join(tmpdir(), 'mj-norm-api-'));
   const path = join(fixtures, 'speech.mp3');
   await run('ffmpeg', [
@@ -119,6 +122,9 @@ describe('POST /normalize', () => {
       sample_rate: 48000,
     });
     expect(Math.abs(done.result.loudness.output.integrated_lufs + 16)).toBeLessThanOrEqual(1);
+    // The result is what the document promises, with no field left out of it.
+    expect(normalizeResultSchema.parse(done.result)).toEqual(done.result);
+    check.response('/jobs/{id}', 'get', 200, done);
     const file = await fetch(`${gateway.url}/jobs/${res.body.id}/file`);
     expect(file.status).toBe(200);
     const out = join(fixtures, 'fetched.opus');
@@ -229,6 +235,7 @@ describe('POST /normalize', () => {
     expect(res.body.request.upload.ext).toBe('mp3'); // the declared type, as the bytes say nothing
     const failed = await waitForStatus(res.body.id, 'failed');
     expect(failed.error).toMatchObject({ code: 'normalize.invalid_media' });
+    check.response('/jobs/{id}', 'get', 200, failed);
   });
 });
 

@@ -2,6 +2,7 @@ export * from './config.js';
 export * from './logger.js';
 export * from './errors.js';
 export * from './job-record.js';
+export * from './job-result.js';
 export * from './job-store.js';
 export * from './subjects.js';
 export * from './events.js';

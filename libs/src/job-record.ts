@@ -24,6 +24,7 @@ export const jobRecordSchema = z.object({
   request: z.record(z.string(), z.unknown()),
   /** Deliveries that started work on this job (1 on the first run). */
   attempts: z.number().int().min(0),
+  /** Typed by kind in `job-result.ts`; kept loose here so a record of an older shape still reads. */
   result: z.record(z.string(), z.unknown()).optional(),
   error: jobErrorSchema.optional(),
 });

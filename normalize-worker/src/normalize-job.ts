@@ -8,7 +8,9 @@ import {
   type JobOutput,
   type JobRun,
   type Logger,
+  type NormalizeLoudness,
   type NormalizeRequest,
+  type NormalizeResult,
   type Storage,
 } from '@media-jobs/libs';
 import {
@@ -105,7 +107,7 @@ async function normalize(deps: NormalizeJobDeps, run: JobRun, signal: AbortSigna
   const final = join(deps.storage.normalized, `${run.job.id}.${plan.ext}`);
   await rename(workOutput, final);
   const result = describeResult(run.job.id, request, plan, info, output, size);
-  if (step && inputLoudness && measured) result['loudness'] = describeLoudness(step, inputLoudness, measured);
+  if (step && inputLoudness && measured) result.loudness = describeLoudness(step, inputLoudness, measured);
   return { result, files: [final] };
 }
 
@@ -239,7 +241,7 @@ function correctedGain(step: LoudnessStep, output: Loudness, plan: OutputPlan): 
 
 const round2 = (n: number): number => Math.round(n * 100) / 100;
 
-function loudnessView(l: Loudness) {
+function loudnessView(l: Loudness): NormalizeLoudness['input'] {
   return { integrated_lufs: l.integrated, loudness_range_lu: l.lra, true_peak_dbtp: l.truePeak };
 }
 
@@ -250,11 +252,11 @@ function describeResult(
   input: MediaInfo,
   output: MediaInfo,
   size: number,
-): Record<string, unknown> {
+): NormalizeResult {
   return {
     file: `${id}.${plan.ext}`,
-    size,
-    duration: output.duration,
+    size_bytes: size,
+    duration_s: output.duration,
     format: plan.format,
     codec: output.codec,
     sample_rate: output.sampleRate,
@@ -265,13 +267,13 @@ function describeResult(
       codec: input.codec,
       sample_rate: input.sampleRate,
       channels: input.channels,
-      duration: input.duration,
+      duration_s: input.duration,
       had_video: input.hasVideo,
     },
   };
 }
 
-function describeLoudness(step: LoudnessStep, input: Loudness, output: Loudness): Record<string, unknown> {
+function describeLoudness(step: LoudnessStep, input: Loudness, output: Loudness): NormalizeLoudness {
   return {
     target_lufs: step.target,
     true_peak_ceiling_dbtp: step.ceiling,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
+import { normalizeResultSchema } from '@media-jobs/libs';
 import { ffprobe, makeMp4, run, startPlatform, type Platform } from '@media-jobs/libs/testing';
 import { startNormalizeWorker, type NormalizeWorker } from '../src/worker.js';
 import {
@@ -55,6 +56,8 @@ async function runJob(
 ) {
   const record = await jobs.submit(file, ops, format);
   const done = await jobs.waitFor(record.id, 'completed');
+  // Every result is what the gateway documents, with no field left out of the schema.
+  expect(normalizeResultSchema.parse(done.result)).toEqual(done.result);
   const result = done.result as Record<string, any>;
   return { record: done, result, path: outputPath(result.file) };
 }
@@ -93,6 +96,7 @@ describe('normalize_volume verification', () => {
       'wav',
     );
     const done = await jobs.waitFor(record.id, 'completed');
+    expect(normalizeResultSchema.parse(done.result)).toEqual(done.result);
     const result = done.result as Record<string, any>;
     expect(result.loudness.limiter).toBe(true);
     expect(result.loudness.corrections).toBeGreaterThanOrEqual(1);

@@ -1,4 +1,11 @@
-import { releaseJobFiles, type JobKind, type StoredJob } from '@media-jobs/libs';
+import {
+  AppError,
+  errorMessage,
+  releaseJobFiles,
+  unavailable,
+  type JobKind,
+  type StoredJob,
+} from '@media-jobs/libs';
 import type { GatewayDeps } from './deps.js';
 import { jobView } from './job-view.js';
 
@@ -40,13 +47,17 @@ export async function submitJob(
   if (!created) return hit(job);
   try {
     await hooks.onCreated?.();
+    // Before the request goes on the queue, over the same connection: a subscriber sees
+    // `queued` before any worker's `started`.
+    deps.events.job(kind, id, 'queued', { request, expires_at: job.record.expires_at });
     await deps.queue.enqueue(job.record);
   } catch (err) {
-    // Not queued: undo the claim, and any upload reference `onCreated` took.
+    // Not queued: undo the claim, and any upload reference `onCreated` took, and say so.
     await deps.store.remove(kind, id).catch(() => null);
     await releaseJobFiles(deps.redis, deps.storage, kind, id).catch(() => null);
+    const error = err instanceof AppError ? err : unavailable('queue.unavailable', errorMessage(err));
+    deps.events.job(kind, id, 'failed', { error: { code: error.code, message: error.message }, attempts: 0 });
     throw err;
   }
-  deps.events.job(kind, id, 'queued', { request, expires_at: job.record.expires_at });
   return { status: 202, body: jobView(job.record, false), created };
 }

@@ -135,7 +135,7 @@ describe('Redis stopped and restarted', () => {
     for (const proc of [gateway, limited, worker, normalizer, janitor])
       expect(proc.child.exitCode).toBeNull();
     for (const proc of [gateway, limited, worker, normalizer, janitor]) expect(await proc.stop()).toBe(0);
-  });
+  }, 120_000);
 
   it('when a service starts before Redis answers, then it waits and becomes ready once Redis is up', async () => {
     await platform.redis.stop();

@@ -62,6 +62,8 @@ export async function startJanitor(
   const stopAnnouncer = startConfigAnnouncer(ctx);
   const configSub = watchConfig(ctx);
   const cleanupSub = serveCleanup(ctx, sweeper);
+  // The server has the subscriptions before "Janitor started" is logged: the janitor answers from then on.
+  await ctx.nc.flush();
   await sweeper
     .run('startup')
     .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'Start-up sweep failed'));

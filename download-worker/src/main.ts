@@ -1,13 +1,9 @@
-import { createLogger, handleShutdown, loadConfigOrExit, logStartup } from '@media-jobs/libs';
+import { createLogger, loadConfigOrExit, logStartup, runService } from '@media-jobs/libs';
 import { startDownloadWorker } from './worker.js';
 
 const config = loadConfigOrExit(process.env);
 const logger = createLogger('download-worker', config);
 logStartup(logger, config);
-try {
-  const worker = await startDownloadWorker(config, logger);
-  handleShutdown(logger, () => worker.stop(), config.shutdownGraceMs);
-} catch (err) {
-  logger.fatal({ err }, 'Download worker failed to start');
-  process.exit(1);
-}
+await runService('Download worker', logger, config.shutdownGraceMs, () =>
+  startDownloadWorker(config, logger),
+);

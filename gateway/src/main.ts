@@ -1,13 +1,7 @@
-import { createLogger, handleShutdown, loadConfigOrExit, logStartup } from '@media-jobs/libs';
+import { createLogger, loadConfigOrExit, logStartup, runService } from '@media-jobs/libs';
 import { startGateway } from './gateway.js';
 
 const config = loadConfigOrExit(process.env);
 const logger = createLogger('gateway', config);
 logStartup(logger, config);
-try {
-  const gateway = await startGateway(config, logger);
-  handleShutdown(logger, () => gateway.stop(), config.shutdownGraceMs);
-} catch (err) {
-  logger.fatal({ err }, 'Gateway failed to start');
-  process.exit(1);
-}
+await runService('Gateway', logger, config.shutdownGraceMs, () => startGateway(config, logger));

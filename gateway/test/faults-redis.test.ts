@@ -147,4 +147,19 @@ describe('Redis stopped and restarted', () => {
     expect((await timedReady(url)).status).toBe(200);
     expect(await gateway.stop()).toBe(0);
   });
+
+  it('when a service gets SIGTERM while it waits for Redis at start, then it exits 0 once it is up, not killed half-way', async () => {
+    await platform.redis.stop();
+    const worker = spawn('download-worker');
+    await worker.waitFor(/Cache TTL/);
+    await new Promise((r) => setTimeout(r, 1000));
+    worker.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(worker.child.exitCode).toBeNull();
+    // No second signal: a second SIGTERM ends a process at once, as Ctrl-C twice does.
+    const exited = new Promise<number | null>((resolve) => worker.child.once('exit', resolve));
+    await platform.redis.start();
+    expect(await exited).toBe(0);
+    expect(worker.output()).toMatch(/"msg":"Stopped"/);
+  });
 });

@@ -149,7 +149,7 @@ describe('SIGTERM', () => {
     const proc = spawn('janitor');
     await proc.waitFor(/Janitor started/);
     const { code, ms } = await terminate(proc);
-    expect(code).toBe(0);
+    expect(code, `signal ${proc.child.signalCode}; output:\n${proc.output().slice(-2000)}`).toBe(0);
     expect(ms).toBeLessThan(GRACE_SECONDS * 1000);
     expect(proc.output()).toMatch(/"msg":"Stopped"/);
   });

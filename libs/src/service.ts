@@ -86,6 +86,41 @@ export function startConfigAnnouncer(ctx: ServiceContext, intervalMs = 60_000): 
   return () => clearInterval(timer);
 }
 
+/** What a service's `start…()` gives back. */
+export interface RunningService {
+  stop(): Promise<void>;
+}
+
+/**
+ * The body of every service's `main.ts`. The stop routine is tied to the signals before the
+ * service starts, so a SIGTERM that comes while it starts (waiting for Redis, say) ends it
+ * cleanly once it is up rather than killing it half-way; a start that fails exits 1 with
+ * one fatal line.
+ */
+export async function runService(
+  name: string,
+  logger: Logger,
+  graceMs: number,
+  start: () => Promise<RunningService>,
+): Promise<void> {
+  // Both in the same tick: no signal can come between the start and the handler.
+  const starting = start();
+  handleShutdown(
+    logger,
+    async () => {
+      const service = await starting.catch(() => undefined);
+      await service?.stop();
+    },
+    graceMs,
+  );
+  try {
+    await starting;
+  } catch (err) {
+    logger.fatal({ err }, `${name} failed to start`);
+    process.exit(1);
+  }
+}
+
 /**
  * Ties one stop routine to every way the process can end: SIGINT, SIGTERM, an uncaught
  * error. The routine runs once; the process exits 0 after a clean stop, 1 otherwise, and

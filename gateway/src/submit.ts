@@ -45,18 +45,26 @@ export async function submitJob(
   await hooks.beforeCreate?.();
   const { created, job } = await deps.store.create(kind, id, request);
   if (!created) return hit(job);
+  let announced = false;
   try {
     await hooks.onCreated?.();
     // Before the request goes on the queue, over the same connection: a subscriber sees
     // `queued` before any worker's `started`.
     deps.events.job(kind, id, 'queued', { request, expires_at: job.record.expires_at });
+    announced = true;
     await deps.queue.enqueue(job.record);
   } catch (err) {
-    // Not queued: undo the claim, and any upload reference `onCreated` took, and say so.
+    // Not queued: undo the claim, and any upload reference `onCreated` took.
     await deps.store.remove(kind, id).catch(() => null);
     await releaseJobFiles(deps.redis, deps.storage, kind, id).catch(() => null);
-    const error = err instanceof AppError ? err : unavailable('queue.unavailable', errorMessage(err));
-    deps.events.job(kind, id, 'failed', { error: { code: error.code, message: error.message }, attempts: 0 });
+    // A subscriber that saw `queued` learns it did not go through.
+    if (announced) {
+      const error = err instanceof AppError ? err : unavailable('queue.unavailable', errorMessage(err));
+      deps.events.job(kind, id, 'failed', {
+        error: { code: error.code, message: error.message },
+        attempts: 0,
+      });
+    }
     throw err;
   }
   return { status: 202, body: jobView(job.record, false), created };

@@ -32,6 +32,7 @@ function describeJob(e: JobEvent): string {
       if (e.reason === 'retry')
         return `queued again after attempt ${e.attempt}: ${e.error?.message ?? 'failed'}; retry in ${e.retry_in_ms} ms`;
       if (e.reason === 'handed_back') return 'queued again: handed back by a stopping worker';
+      if (e.reason === 'recovered') return 'queued again: its request was lost, the reconciler sent it anew';
       return `queued, expires ${e.expires_at}`;
     case 'cache_hit':
       return `cache hit (${e.status})`;

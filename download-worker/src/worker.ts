@@ -1,56 +1,31 @@
 import {
-  JobRunner,
-  announceConfig,
-  closeContext,
   createLogger,
   errorMessage,
-  openContext,
   runProcess,
+  startWorker,
   type Config,
   type Logger,
+  type Worker,
 } from '@media-jobs/libs';
 import { createDownloadHandler } from './download-job.js';
 
-export interface DownloadWorker {
-  /** Stops taking jobs, lets running ones finish (or hands them back after the grace period), then disconnects. Safe to call twice. */
-  stop(): Promise<void>;
-}
+export type DownloadWorker = Worker;
 
-export async function startDownloadWorker(
+/** The download worker: the shared worker runtime with the yt-dlp handler. */
+export function startDownloadWorker(
   config: Config,
   logger: Logger = createLogger('download-worker', config),
 ): Promise<DownloadWorker> {
-  const ctx = await openContext('download-worker', config, logger);
-  const runner = new JobRunner(ctx, {
+  return startWorker({
+    service: 'download-worker',
     kind: 'download',
-    handler: createDownloadHandler({ config, storage: ctx.storage, logger }),
+    config,
+    logger,
+    handler: (ctx) => createDownloadHandler({ config, storage: ctx.storage, logger }),
     concurrency: config.downloadConcurrency,
     timeoutMs: config.downloadTimeoutMs,
+    onReady: () => logToolVersion(config.ytDlpPath, logger),
   });
-  try {
-    await runner.start();
-  } catch (err) {
-    await closeContext(ctx);
-    throw err;
-  }
-  announceConfig(ctx);
-  const announcer = setInterval(() => announceConfig(ctx), 60_000);
-  announcer.unref();
-  const versionLogged = logToolVersion(config.ytDlpPath, logger);
-  logger.info({ concurrency: config.downloadConcurrency }, 'Download worker ready');
-
-  let stopped: Promise<void> | undefined;
-  return {
-    stop() {
-      stopped ??= (async () => {
-        clearInterval(announcer);
-        await runner.stop(config.shutdownGraceMs);
-        await versionLogged;
-        await closeContext(ctx);
-      })();
-      return stopped;
-    },
-  };
 }
 
 /** Operators need the yt-dlp version when a site breaks; a missing yt-dlp is worth a loud line at start. */

@@ -9,6 +9,15 @@ import {
 import type { GatewayDeps } from './deps.js';
 import { jobView } from './job-view.js';
 
+/**
+ * Test-only fault: `MEDIA_JOBS_TEST_FAULT=crash_before_enqueue` kills the gateway (SIGKILL)
+ * right after a new job's record is written and before its request is queued, the window a
+ * crash leaves a record with no request (the janitor's reconciler repairs it).
+ */
+// A test hook, not a setting: it stays out of the config schema and the docs.
+// eslint-disable-next-line no-restricted-properties
+const CRASH_BEFORE_ENQUEUE = process.env.MEDIA_JOBS_TEST_FAULT === 'crash_before_enqueue';
+
 export interface Submission {
   status: 200 | 202;
   body: Record<string, unknown>;
@@ -45,6 +54,7 @@ export async function submitJob(
   await hooks.beforeCreate?.();
   const { created, job } = await deps.store.create(kind, id, request);
   if (!created) return hit(job);
+  if (CRASH_BEFORE_ENQUEUE) process.kill(process.pid, 'SIGKILL');
   let announced = false;
   try {
     await hooks.onCreated?.();

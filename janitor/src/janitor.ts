@@ -14,6 +14,7 @@ import {
 } from '@media-jobs/libs';
 import { watchConfig } from './config-watch.js';
 import { sweepOrphans, sweepTmp } from './orphans.js';
+import { Reconciler, type ReconcileReport } from './reconcile.js';
 import { sweepEvent, sweepLine, type SweepSummary, type SweepTrigger } from './report.js';
 import { emptyTotals, sweepExpired, type SweepContext, type SweepHooks } from './sweep.js';
 
@@ -35,6 +36,8 @@ export interface Janitor {
   readonly instance: string;
   /** Sweeps now (or joins this process's sweep in progress) and returns the summary. */
   sweepNow(trigger: SweepTrigger): Promise<SweepSummary>;
+  /** One reconcile pass now: lost job requests sent again. */
+  reconcileNow(): Promise<ReconcileReport>;
   /** Stops the timer and subscriptions, lets a sweep in progress end its batch, closes connections. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -50,7 +53,8 @@ const DEFAULTS = {
 
 /**
  * The janitor service: a sweep at start and every `CLEANUP_INTERVAL_MINUTES`, on demand over
- * `janitor.cleanup`, and warnings when other services run with a different TTL or interval.
+ * `janitor.cleanup`; a reconcile pass every half ack wait (lost job requests sent again); and
+ * warnings when other services run with a different TTL or interval.
  */
 export async function startJanitor(
   config: Config,
@@ -68,18 +72,21 @@ export async function startJanitor(
     .run('startup')
     .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'Start-up sweep failed'));
   sweeper.schedule();
+  const reconciler = new Reconciler(ctx);
+  reconciler.start();
   logger.info({ instance: ctx.instance }, 'Janitor started');
 
   let stopped: Promise<void> | undefined;
   return {
     instance: ctx.instance,
     sweepNow: (trigger) => sweeper.run(trigger),
+    reconcileNow: () => reconciler.run(),
     stop() {
       stopped ??= (async () => {
         stopAnnouncer();
         configSub.unsubscribe();
         cleanupSub.unsubscribe();
-        await sweeper.stop();
+        await Promise.all([sweeper.stop(), reconciler.stop()]);
         await closeContext(ctx);
       })();
       return stopped;

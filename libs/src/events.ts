@@ -13,8 +13,11 @@ export const jobQueuedEvent = z.object({
   type: z.literal('queued'),
   request: z.record(z.string(), z.unknown()),
   expires_at: z.iso.datetime(),
-  /** Absent for a new submission; `retry` after a failure that may pass, `handed_back` by a worker that stopped. */
-  reason: z.enum(['retry', 'handed_back']).optional(),
+  /**
+   * Absent for a new submission; `retry` after a failure that may pass, `handed_back` by a worker
+   * that stopped, `recovered` by the janitor's reconciler for a job whose request was lost.
+   */
+  reason: z.enum(['retry', 'handed_back', 'recovered']).optional(),
   /** With `retry`: the delivery that failed, the delay before the next one, and why it failed. */
   attempt: z.number().int().min(1).optional(),
   retry_in_ms: z.number().int().min(0).optional(),

@@ -15,6 +15,7 @@ export * from './service.js';
 export * from './process.js';
 export * from './job-queue.js';
 export * from './job-runner.js';
+export * from './worker-runtime.js';
 export * from './job-files.js';
 export * from './normalize-id.js';
 export * from './sweep-lock.js';

@@ -1,10 +1,10 @@
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient, type MsgRequest } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { unavailable } from './errors.js';
-import type { JobRequestMessage } from './events.js';
-import type { JobRecord } from './job-record.js';
+import { jobRequestMessage, type JobRequestMessage } from './events.js';
+import type { JobKind, JobRecord } from './job-record.js';
 import { natsConnected } from './nats.js';
-import { JOB_SUBJECTS } from './subjects.js';
+import { JOBS_STREAM, JOB_SUBJECTS } from './subjects.js';
 
 /**
  * Nats-Msg-Id of a job request: the job id, plus the record generation (its creation time)
@@ -26,7 +26,12 @@ export class JobQueue {
     this.js = jetstream(nc, { timeout: timeoutMs });
   }
 
-  async enqueue(record: JobRecord): Promise<void> {
+  /**
+   * Queues the job's request. `resend` marks a request sent again for the same generation
+   * (the reconciler's, after the first was lost): it gets its own message id, so the
+   * duplicate window cannot drop it.
+   */
+  async enqueue(record: JobRecord, options: { resend?: boolean } = {}): Promise<void> {
     // While the link is down the client would buffer the publish and answer only at the
     // timeout; a user waiting seconds for a 503 is worse than one told at once to retry.
     if (!natsConnected(this.nc)) throw queueUnavailable();
@@ -38,7 +43,7 @@ export class JobQueue {
     };
     try {
       await this.js.publish(JOB_SUBJECTS[record.kind], JSON.stringify(message), {
-        msgID: jobMessageId(record),
+        msgID: options.resend ? `${jobMessageId(record)}:resent:${Date.now()}` : jobMessageId(record),
         timeout: this.timeoutMs,
       });
     } catch (err) {
@@ -53,3 +58,47 @@ const queueUnavailable = (cause?: unknown) =>
     'the job queue (NATS JetStream) is not reachable; try again shortly',
     cause,
   );
+
+/** `<kind>:<id>:<created_at>`: one generation of one job's request. */
+export function jobRequestKey(record: Pick<JobRecord, 'kind' | 'id' | 'created_at'>): string {
+  return `${record.kind}:${record.id}:${record.created_at}`;
+}
+
+/**
+ * Every request still in `JOBS` for these kinds (waiting, or delivered and not yet acked:
+ * WorkQueue retention keeps a request until a worker acks it), as `jobRequestKey`s; null when
+ * there are more than `limit`. One small request to the server per message.
+ */
+export async function queuedRequests(
+  nc: NatsConnection,
+  kinds: Iterable<JobKind>,
+  limit: number,
+): Promise<Set<string> | null> {
+  const jsm = await jetstreamManager(nc);
+  const found = new Set<string>();
+  let read = 0;
+  for (const kind of new Set(kinds)) {
+    for (let seq = 1; ;) {
+      // The server (2.9+) takes `next_by_subj` on the plain message API; the client types
+      // offer it for direct gets only, which JOBS does not allow.
+      const query = { seq, next_by_subj: JOB_SUBJECTS[kind] } as unknown as MsgRequest;
+      const msg = await jsm.streams.getMessage(JOBS_STREAM, query);
+      if (!msg) break;
+      if (++read > limit) return null;
+      const request = jobRequestMessage.safeParse(parseJson(msg.data));
+      if (request.success) {
+        found.add(jobRequestKey({ ...request.data, id: request.data.job_id }));
+      }
+      seq = msg.seq + 1;
+    }
+  }
+  return found;
+}
+
+function parseJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return null;
+  }
+}

@@ -51,8 +51,11 @@ export interface JobRunnerOptions {
   progressIntervalMs?: number;
 }
 
-/** The run was aborted for this reason; decides between hand-back, drop and failure. */
-type AbortReason = 'shutdown' | 'deleted' | 'timeout';
+/**
+ * The run was aborted for this reason; decides between hand-back (shutdown, or heartbeats
+ * that no longer reach Redis), drop and failure.
+ */
+type AbortReason = 'shutdown' | 'deleted' | 'timeout' | 'lease_lost';
 
 const abortReason = (signal: AbortSignal): AbortReason | null =>
   signal.aborted ? ((signal.reason as AbortReason | undefined) ?? 'shutdown') : null;
@@ -227,8 +230,15 @@ export class JobRunner {
       return;
     }
     const request = parsed.data;
-    const stored = await store.get(this.options.kind, request.job_id);
-    const claimed = stored ? await this.begin(stored, request.created_at, msg) : null;
+    let claimed: StoredJob | null;
+    try {
+      const stored = await store.get(this.options.kind, request.job_id);
+      claimed = stored ? await this.begin(stored, request.created_at, msg) : null;
+    } catch (err) {
+      // Redis away: the request waits in the queue instead of being dropped or run blind.
+      this.delay(msg, 'Cannot read the job record; the request is delayed', request.job_id, err);
+      return;
+    }
     if (!claimed) {
       msg.ack();
       return;
@@ -236,14 +246,27 @@ export class JobRunner {
     await this.execute(claimed, msg, controller);
   }
 
-  /** Moves the record to `processing` unless another live worker has it, or it is done, gone or newer. */
+  /** Puts the request back for a retry delay, for a store that did not answer; no state changes. */
+  private delay(msg: JsMsg, line: string, id: string, err: unknown): void {
+    msg.nak(this.ctx.config.jobRetryDelayMs);
+    this.ctx.logger.warn({ job_id: id, err: errorMessage(err) }, line);
+  }
+
+  /**
+   * Moves the record to `processing` unless another live worker has it, or it is done, gone
+   * or newer. A redelivery means the last holder stopped (it no longer calls `working()`, or
+   * handed the job back), so it takes the job over; should that holder still run, its next
+   * progress write fails the compare-and-set and aborts it. A first delivery of a job already
+   * `processing` is a duplicate request: it is dropped while the job's heartbeat is recent.
+   */
   private async begin(stored: StoredJob, createdAt: string, msg: JsMsg): Promise<StoredJob | null> {
     const { record } = stored;
     if (record.created_at !== createdAt) return null;
     if (record.status === 'completed' || record.status === 'failed') return null;
     if (record.status === 'processing' && msg.info.deliveryCount === 1) {
-      const idleMs = Date.now() - Date.parse(record.updated_at);
-      if (idleMs < this.ctx.config.jobAckWaitMs) return null;
+      const sinceAlive =
+        (await this.ctx.store.sinceAlive(stored.key)) ?? Date.now() - Date.parse(record.updated_at);
+      if (sinceAlive < this.ctx.config.jobAckWaitMs) return null;
     }
     const next = await this.ctx.store.update(stored, {
       status: 'processing',
@@ -258,23 +281,29 @@ export class JobRunner {
     return next;
   }
 
+  /** How often a running job tells JetStream (`working()`) and Redis (the active index) it is alive. */
+  private get heartbeatMs(): number {
+    return Math.max(500, Math.min(10_000, this.ctx.config.jobAckWaitMs / 3));
+  }
+
   private async execute(claimed: StoredJob, msg: JsMsg, controller: AbortController): Promise<void> {
-    const { config, events, logger, storage } = this.ctx;
+    const { events, logger, storage } = this.ctx;
     const { kind } = this.options;
     const id = claimed.record.id;
     const started = Date.now();
     const progress = new ProgressWriter(this.ctx, claimed, this.options.progressIntervalMs ?? 250, () =>
       controller.abort('deleted'),
     );
-    const heartbeat = setInterval(
-      () => msg.working(),
-      Math.max(500, Math.min(10_000, config.jobAckWaitMs / 3)),
-    );
-    const timeout = setTimeout(() => controller.abort('timeout'), this.options.timeoutMs);
-    const workDir = await makeWorkDir(storage, id);
+    let heartbeat: NodeJS.Timeout | undefined;
+    let timeout: NodeJS.Timeout | undefined;
+    let workDir: string | undefined;
     let output: JobOutput | undefined;
     let failure: unknown;
     try {
+      workDir = await makeWorkDir(storage, id);
+      // Only once the work has started, and stopped in `finally` whatever happens.
+      heartbeat = this.startHeartbeat(msg, claimed.key, controller);
+      timeout = setTimeout(() => controller.abort('timeout'), this.options.timeoutMs);
       output = await this.options.handler({
         job: claimed.record,
         attempt: claimed.record.attempts,
@@ -287,19 +316,27 @@ export class JobRunner {
     } finally {
       clearInterval(heartbeat);
       clearTimeout(timeout);
-      await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+      if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
     }
     const latest = await progress.settle();
     const reason = abortReason(controller.signal);
 
     if (output && !reason && latest) {
-      const done = await this.ctx.store.update(latest, {
-        status: 'completed',
-        progress: 100,
-        result: output.result,
-        error: undefined,
-        expires_at: this.ctx.store.expiresFromNow(),
-      });
+      let done: StoredJob | null;
+      try {
+        done = await this.ctx.store.update(latest, {
+          status: 'completed',
+          progress: 100,
+          result: output.result,
+          error: undefined,
+          expires_at: this.ctx.store.expiresFromNow(),
+        });
+      } catch (err) {
+        // Redis away: the record still says processing, so the request stays queued (the
+        // output stays in place; the next run replaces it).
+        this.delay(msg, 'Cannot record the completed job; the request is delayed', id, err);
+        return;
+      }
       if (done) {
         msg.ack();
         const durationMs = Date.now() - started;
@@ -314,7 +351,7 @@ export class JobRunner {
       msg.ack();
       return;
     }
-    if (reason === 'shutdown') {
+    if (reason === 'shutdown' || reason === 'lease_lost') {
       const queued = await this.ctx.store.update(latest, { status: 'queued', progress: 0 }).catch(() => null);
       msg.nak();
       if (queued) this.publishRequeued(queued, { reason: 'handed_back' });
@@ -364,10 +401,45 @@ export class JobRunner {
       return;
     }
     const error = { code: appError.code, message: appError.message };
-    await store.update(latest, { status: 'failed', error }).catch(() => null);
+    let failed: StoredJob | null;
+    try {
+      failed = await store.update(latest, { status: 'failed', error });
+    } catch (e) {
+      // The record must say `failed` before the request is gone and anyone is told: while
+      // Redis is away the request waits and the next delivery ends it.
+      this.delay(msg, 'Cannot record the failed job; the request is delayed', latest.record.id, e);
+      return;
+    }
     msg.term();
+    if (!failed) {
+      logger.info({ job_id: latest.record.id }, 'Job deleted or replaced while failing; dropped');
+      return;
+    }
     events.job(latest.record.kind, latest.record.id, 'failed', { error, attempts: latest.record.attempts });
     logger.warn({ job_id: latest.record.id, attempt, code: error.code, err: error.message }, 'Job failed');
+  }
+
+  /**
+   * Every `heartbeatMs`: `working()` so JetStream does not deliver the job again, and a stamp
+   * in the active index so the reconciler and other workers know it runs. A run whose stamps
+   * have not reached Redis for one ack wait is aborted and handed back: by then the
+   * reconciler may be about to queue it again (after two ack waits of silence), and a job
+   * must never run twice at once.
+   */
+  private startHeartbeat(msg: JsMsg, key: string, controller: AbortController): NodeJS.Timeout {
+    let lastStamp = Date.now();
+    return setInterval(() => {
+      msg.working();
+      if (Date.now() - lastStamp > this.ctx.config.jobAckWaitMs) {
+        this.ctx.logger.warn({ key }, 'Heartbeats cannot reach Redis; handing the job back');
+        controller.abort('lease_lost');
+        return;
+      }
+      this.ctx.store.heartbeat([key]).then(
+        () => (lastStamp = Date.now()),
+        (err: unknown) => this.ctx.logger.debug({ err: errorMessage(err) }, 'Heartbeat write failed'),
+      );
+    }, this.heartbeatMs);
   }
 }
 

@@ -14,6 +14,13 @@ import { retryWhileBusy, sweepingKey } from './sweep-lock.js';
 
 /** Sorted set of every job key (no TTL): score = `expires_at` in epoch ms. The janitor reads it. */
 export const EXPIRY_INDEX = 'jobs:expiry';
+/**
+ * Sorted set of the keys of jobs still under way (`queued` or `processing`), no TTL: score =
+ * the last sign of life in Redis server time (epoch ms): the last write of the record, or a
+ * running worker's heartbeat. The reconciler reads the oldest entries to find jobs that no
+ * worker or queue holds any more.
+ */
+export const ACTIVE_INDEX = 'jobs:active';
 /** Hash of cache counters: `<kind>:hits`, `<kind>:misses`. */
 export const CACHE_STATS_KEY = 'stats:cache';
 
@@ -33,7 +40,7 @@ export interface ClaimResult {
 // Creates the record unless a live (not failed) one exists. Atomic, so among concurrent
 // identical submissions exactly one wins. Answers 2 (busy) while the janitor holds the key's
 // tombstone: its files are being deleted and a new job must not start before they are gone.
-// KEYS: record, index, stats, tombstone. ARGV: json, expires ms, kind.
+// KEYS: record, index, stats, tombstone, active index. ARGV: json, expires ms, kind.
 const CLAIM = new LuaScript(`
 if redis.call('EXISTS', KEYS[4]) == 1 then return {2, ''} end
 local cur = redis.call('GET', KEYS[1])
@@ -46,6 +53,8 @@ if cur then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[2], KEYS[1])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[5], t[1] * 1000 + math.floor(t[2] / 1000), KEYS[1])
 redis.call('HINCRBY', KEYS[3], ARGV[3] .. ':misses', 1)
 return {1, ARGV[1]}
 `);
@@ -64,19 +73,46 @@ return false
 `);
 
 // Replaces the record only if it is still exactly what the caller read, so a deleted or
-// re-created job is never overwritten by a stale worker. KEYS: record, index. ARGV: expected, json, expires ms.
+// re-created job is never overwritten by a stale worker. A job still under way is stamped
+// in the active index (server time), a finished one leaves it.
+// KEYS: record, index, active index. ARGV: expected, json, expires ms, '1' when under way.
 const REPLACE = new LuaScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[3], KEYS[1])
+if ARGV[4] == '1' then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[3], t[1] * 1000 + math.floor(t[2] / 1000), KEYS[1])
+else
+  redis.call('ZREM', KEYS[3], KEYS[1])
+end
 return 1
 `);
 
-// Deletes record and index entry together and returns what was stored. KEYS: record, index.
+// A running worker's heartbeat: stamps the keys still in the active index (XX: a job that
+// finished meanwhile is not put back). KEYS: active index, job keys...
+const HEARTBEAT = new LuaScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+for i = 2, #KEYS do redis.call('ZADD', KEYS[1], 'XX', now, KEYS[i]) end
+return now
+`);
+
+// Milliseconds since the key's last sign of life in the active index (server time), or -1.
+// KEYS: active index, job key.
+const SINCE_ALIVE = new LuaScript(`
+local score = redis.call('ZSCORE', KEYS[1], KEYS[2])
+if not score then return -1 end
+local t = redis.call('TIME')
+return t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(score)
+`);
+
+// Deletes record and index entries together and returns what was stored. KEYS: record, index, active index.
 const REMOVE = new LuaScript(`
 local cur = redis.call('GET', KEYS[1])
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('ZREM', KEYS[3], KEYS[1])
 return cur
 `);
 
@@ -166,7 +202,7 @@ export class JobStore {
         const record = this.newRecord(kind, id, request);
         const raw = JSON.stringify(record);
         const expiresMs = Date.parse(record.expires_at);
-        const keys = [key, EXPIRY_INDEX, CACHE_STATS_KEY, sweepingKey(key)];
+        const keys = [key, EXPIRY_INDEX, CACHE_STATS_KEY, sweepingKey(key), ACTIVE_INDEX];
         const reply = (await CLAIM.run(this.redis, keys, [raw, expiresMs, kind])) as [number, string];
         return reply[0] === 2 ? 'busy' : reply;
       },
@@ -209,12 +245,24 @@ export class JobStore {
   async replace(prev: StoredJob, next: JobRecord): Promise<StoredJob | null> {
     const raw = JSON.stringify(next);
     const expiresMs = Date.parse(next.expires_at);
+    const underWay = next.status === 'queued' || next.status === 'processing' ? '1' : '0';
     const ok = (await REPLACE.run(
       this.redis,
-      [prev.key, EXPIRY_INDEX],
-      [prev.raw, raw, expiresMs],
+      [prev.key, EXPIRY_INDEX, ACTIVE_INDEX],
+      [prev.raw, raw, expiresMs, underWay],
     )) as number;
     return ok === 1 ? { key: prev.key, raw, record: next } : null;
+  }
+
+  /** A running worker's sign of life for these job keys (one round trip); finished jobs are left alone. */
+  async heartbeat(keys: readonly string[]): Promise<void> {
+    if (keys.length > 0) await HEARTBEAT.run(this.redis, [ACTIVE_INDEX, ...keys], []);
+  }
+
+  /** Milliseconds since the job's last sign of life (write or heartbeat), or null when it is not under way. */
+  async sinceAlive(key: string): Promise<number | null> {
+    const ms = (await SINCE_ALIVE.run(this.redis, [ACTIVE_INDEX, key], [])) as number;
+    return ms < 0 ? null : ms;
   }
 
   /** Applies a patch with a fresh `updated_at` (and the same `expires_at` unless the patch sets one). */
@@ -231,7 +279,7 @@ export class JobStore {
   /** Deletes the record and its index entry; returns what was stored, or null. */
   async remove(kind: JobKind, id: string): Promise<StoredJob | null> {
     const key = jobKey(kind, id);
-    const raw = (await REMOVE.run(this.redis, [key, EXPIRY_INDEX], [])) as string | null;
+    const raw = (await REMOVE.run(this.redis, [key, EXPIRY_INDEX, ACTIVE_INDEX], [])) as string | null;
     return raw ? parse(key, raw) : null;
   }
 

@@ -239,7 +239,8 @@ interface ServerPlan {
 const SERVER_PLANS: ServerPlan[] = [
   {
     name: 'nats-server',
-    url: config.natsUrl,
+    // A cluster's first server stands for it: one that answers means the cluster is there.
+    url: config.natsServers[0] ?? config.natsUrl,
     defaultPort: 4222,
     args: (host, port, dir) => ['-js', '-a', host, '-p', String(port), '-sd', dir],
   },
@@ -417,6 +418,8 @@ process.on('exit', () => {
 async function main(): Promise<void> {
   log('info', `media-jobs stack: DATA_DIR ${config.dataDir}, HTTP on ${config.host}:${config.port}`);
   for (const plan of SERVER_PLANS) {
+    // Sentinels name the master: there is no one URL to probe or local server to start.
+    if (plan.name === 'redis-server' && config.redisSentinels.length > 0) continue;
     await ensureServer(plan);
     if (stopping) return;
   }

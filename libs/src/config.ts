@@ -53,6 +53,53 @@ const url = (schemes: string[]) =>
 
 const nonEmpty = z.string().trim().min(1, 'must not be empty');
 
+/** One URL or a comma-separated list (a cluster's servers), each with one of the schemes. */
+const urlList = (schemes: string[]) =>
+  z
+    .string()
+    .transform((s) =>
+      s
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
+    )
+    .refine(
+      (list) =>
+        list.length > 0 &&
+        list.every((u) => {
+          try {
+            return schemes.includes(new URL(u).protocol.replace(/:$/, ''));
+          } catch {
+            return false;
+          }
+        }),
+      `must be a URL with scheme ${schemes.join(' or ')}, or a comma-separated list of them`,
+    );
+
+/** `host:port,...` (empty: no Sentinel). */
+const hostPorts = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((h) => h.trim())
+      .filter(Boolean),
+  )
+  .refine(
+    (list) =>
+      list.every((h) => {
+        const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(h);
+        return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
+      }),
+    'must be comma-separated host:port pairs',
+  )
+  .transform((list) =>
+    list.map((h) => {
+      const i = h.lastIndexOf(':');
+      return { host: h.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(h.slice(i + 1)) };
+    }),
+  );
+
 /** Comma-separated API keys; each at least 16 characters without spaces or commas, so a typo cannot make a guessable key. */
 const apiKeys = z
   .string()
@@ -105,8 +152,11 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 const VARIABLES = {
   CACHE_TTL_HOURS: [positiveDecimal, '24'],
   CLEANUP_INTERVAL_MINUTES: [positiveDecimal, '30'],
-  NATS_URL: [url(['nats', 'tls', 'ws', 'wss']), 'nats://127.0.0.1:4222'],
+  NATS_URL: [urlList(['nats', 'tls', 'ws', 'wss']), 'nats://127.0.0.1:4222'],
+  NATS_REPLICAS: [int(1, 5), '1'],
   REDIS_URL: [url(['redis', 'rediss']), 'redis://127.0.0.1:6379'],
+  REDIS_SENTINELS: [hostPorts, ''],
+  REDIS_SENTINEL_NAME: [nonEmpty, 'mymaster'],
   DATA_DIR: [nonEmpty, './data'],
   PORT: [int(0, 65535), '8000'],
   HOST: [nonEmpty, '0.0.0.0'],
@@ -154,8 +204,17 @@ export interface Config {
   readonly cacheTtlMs: number;
   readonly cleanupIntervalMinutes: number;
   readonly cleanupIntervalMs: number;
+  /** `NATS_URL` as given (one URL or a comma-separated list). */
   readonly natsUrl: string;
+  /** Every server of `NATS_URL`; the client moves to another when its own goes away. */
+  readonly natsServers: readonly string[];
+  /** Replicas of `JOBS`, `EVENTS` and the buckets. */
+  readonly natsReplicas: number;
+  /** Used for its password, database and TLS scheme when Sentinels find the master. */
   readonly redisUrl: string;
+  /** Empty: connect to `REDIS_URL` itself. */
+  readonly redisSentinels: readonly { host: string; port: number }[];
+  readonly redisSentinelName: string;
   /** Absolute path. */
   readonly dataDir: string;
   readonly port: number;
@@ -229,8 +288,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     cacheTtlMs: Math.max(1, Math.round(p.CACHE_TTL_HOURS * 3_600_000)),
     cleanupIntervalMinutes: p.CLEANUP_INTERVAL_MINUTES,
     cleanupIntervalMs: Math.max(1, Math.round(p.CLEANUP_INTERVAL_MINUTES * 60_000)),
-    natsUrl: p.NATS_URL,
+    natsUrl: p.NATS_URL.join(','),
+    natsServers: Object.freeze([...p.NATS_URL]),
+    natsReplicas: p.NATS_REPLICAS,
     redisUrl: p.REDIS_URL,
+    redisSentinels: Object.freeze(p.REDIS_SENTINELS.map((s) => Object.freeze({ ...s }))),
+    redisSentinelName: p.REDIS_SENTINEL_NAME,
     dataDir: resolve(p.DATA_DIR),
     port: p.PORT,
     host: p.HOST,

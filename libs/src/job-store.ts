@@ -139,6 +139,13 @@ export interface JobStoreOptions {
   redis: Redis;
   ttlMs: number;
   now?: () => number;
+  /**
+   * Replicas that must hold a new job's record before `create` returns (Redis `WAIT`), so a
+   * failover right after a 202 cannot lose the job; 0 (default): no wait.
+   */
+  createReplicas?: number;
+  /** Longest `WAIT` for them; past it the job is accepted all the same (a replica is down). */
+  createReplicaWaitMs?: number;
 }
 
 function parse(key: string, raw: string): StoredJob {
@@ -154,11 +161,15 @@ export class JobStore {
   readonly ttlMs: number;
   private readonly redis: Redis;
   private readonly now: () => number;
+  private readonly createReplicas: number;
+  private readonly createReplicaWaitMs: number;
 
   constructor(options: JobStoreOptions) {
     this.redis = options.redis;
     this.ttlMs = options.ttlMs;
     this.now = options.now ?? Date.now;
+    this.createReplicas = options.createReplicas ?? 0;
+    this.createReplicaWaitMs = options.createReplicaWaitMs ?? 500;
   }
 
   /** A fresh queued record; `expires_at` = now + TTL. */
@@ -209,6 +220,9 @@ export class JobStore {
       () =>
         unavailable('job.sweeping', 'the previous job with this id is being cleaned up; try again shortly'),
     );
+    if (created === 1 && this.createReplicas > 0) {
+      await this.redis.wait(this.createReplicas, this.createReplicaWaitMs);
+    }
     return { created: created === 1, job: parse(key, stored) };
   }
 

@@ -38,12 +38,14 @@ export function natsConnected(nc: NatsConnection): boolean {
  * stop a service, only pause it.
  */
 export async function connectNats(
-  config: Pick<Config, 'natsUrl'>,
+  config: Pick<Config, 'natsServers'>,
   name: string,
   logger?: Logger,
 ): Promise<NatsConnection> {
   const nc = await connect({
-    servers: config.natsUrl,
+    // Every server of a cluster: the client also learns the others from the one it reaches,
+    // and moves to another when its own goes away.
+    servers: [...config.natsServers],
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
@@ -68,7 +70,9 @@ export async function connectNats(
   return nc;
 }
 
-export function jobsStreamConfig(): Partial<StreamConfig> & { name: string; subjects: string[] } {
+export function jobsStreamConfig(
+  config: Pick<Config, 'natsReplicas'>,
+): Partial<StreamConfig> & { name: string; subjects: string[] } {
   return {
     name: JOBS_STREAM,
     subjects: Object.values(JOB_SUBJECTS),
@@ -76,12 +80,12 @@ export function jobsStreamConfig(): Partial<StreamConfig> & { name: string; subj
     storage: StorageType.File,
     discard: DiscardPolicy.Old,
     duplicate_window: nanos(JOBS_DUPLICATE_WINDOW_MS),
-    num_replicas: 1,
+    num_replicas: config.natsReplicas,
   };
 }
 
 export function eventsStreamConfig(
-  config: Pick<Config, 'cacheTtlMs'>,
+  config: Pick<Config, 'cacheTtlMs' | 'natsReplicas'>,
 ): Partial<StreamConfig> & { name: string; subjects: string[] } {
   return {
     name: EVENTS_STREAM,
@@ -95,7 +99,7 @@ export function eventsStreamConfig(
     duplicate_window: nanos(Math.min(2 * 60_000, config.cacheTtlMs)),
     // Progress events are frequent; keep the stream bounded even under a long TTL.
     max_bytes: 1024 * 1024 * 1024,
-    num_replicas: 1,
+    num_replicas: config.natsReplicas,
   };
 }
 
@@ -159,10 +163,10 @@ async function ensureConsumer(
  */
 export async function ensureJetStream(
   nc: NatsConnection,
-  config: Pick<Config, 'cacheTtlMs' | 'jobAckWaitMs' | 'jobMaxDeliver'>,
+  config: Pick<Config, 'cacheTtlMs' | 'jobAckWaitMs' | 'jobMaxDeliver' | 'natsReplicas'>,
 ): Promise<JetStreamManager> {
   const jsm = await jetstreamManager(nc);
-  await ensureStream(jsm, jobsStreamConfig());
+  await ensureStream(jsm, jobsStreamConfig(config));
   await ensureStream(jsm, eventsStreamConfig(config));
   for (const kind of JOB_KINDS) await ensureConsumer(jsm, JOBS_STREAM, workerConsumerConfig(kind, config));
   return jsm;

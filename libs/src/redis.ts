@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 
@@ -13,15 +13,24 @@ const closing = new WeakSet<Redis>();
  * is away (the offline queue is switched off) so the gateway answers 503 instead of
  * hanging. The client keeps reconnecting by itself.
  */
-export function createRedis(config: Pick<Config, 'redisUrl'>, logger?: Logger, name = 'media-jobs'): Redis {
-  const redis = new Redis(config.redisUrl, {
+export function createRedis(
+  config: Pick<Config, 'redisUrl'> & Partial<Pick<Config, 'redisSentinels' | 'redisSentinelName'>>,
+  logger?: Logger,
+  name = 'media-jobs',
+): Redis {
+  const common = {
     connectionName: name,
     maxRetriesPerRequest: 1,
     enableOfflineQueue: true,
     connectTimeout: 5000,
-    retryStrategy: (times) => Math.min(times * 200, 2000),
+    retryStrategy: (times: number) => Math.min(times * 200, 2000),
     lazyConnect: false,
-  });
+  };
+  const sentinels = config.redisSentinels ?? [];
+  const redis =
+    sentinels.length === 0
+      ? new Redis(config.redisUrl, common)
+      : new Redis({ ...common, ...sentinelOptions(config.redisUrl, sentinels, config.redisSentinelName) });
   let wasReady = false;
   let lost = false;
   redis.on('ready', () => {
@@ -38,6 +47,32 @@ export function createRedis(config: Pick<Config, 'redisUrl'>, logger?: Logger, n
   });
   redis.on('end', () => logger?.debug('Redis connection ended'));
   return redis;
+}
+
+/**
+ * The master is asked of the Sentinels (the first that answers) and followed on failover:
+ * `failoverDetector` listens for `+switch-master` and reconnects at once, and a write that
+ * reaches a demoted master (READONLY) reconnects and is sent again to the new one. The
+ * password, database and TLS come from `REDIS_URL`.
+ */
+function sentinelOptions(
+  redisUrl: string,
+  sentinels: readonly { host: string; port: number }[],
+  masterName = 'mymaster',
+): RedisOptions {
+  const url = new URL(redisUrl);
+  const db = Number(url.pathname.replace(/^\//, '') || 0);
+  return {
+    sentinels: sentinels.map((s) => ({ host: s.host, port: s.port })),
+    name: masterName,
+    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    ...(url.protocol === 'rediss:' ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+    db: Number.isInteger(db) ? db : 0,
+    failoverDetector: true,
+    sentinelRetryStrategy: (times: number) => Math.min(times * 200, 2000),
+    reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 2 : false),
+  };
 }
 
 /** Resolves once the client is ready, or rejects after `timeoutMs`. */

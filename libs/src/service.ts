@@ -42,7 +42,13 @@ export async function openContext(service: string, config: Config, logger: Logge
       logger,
       nc,
       redis,
-      store: new JobStore({ redis, ttlMs: config.cacheTtlMs }),
+      // With Sentinel, a new job's record is on a replica before it is accepted: replication
+      // is asynchronous, and a failover would otherwise lose jobs answered 202 a moment before.
+      store: new JobStore({
+        redis,
+        ttlMs: config.cacheTtlMs,
+        createReplicas: config.redisSentinels.length > 0 ? 1 : 0,
+      }),
       storage,
       events: new EventPublisher(nc),
     };

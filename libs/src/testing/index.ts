@@ -3,3 +3,4 @@ export * from './fixtures.js';
 export * from './http-fixture.js';
 export * from './env.js';
 export * from './load.js';
+export * from './cluster.js';

@@ -1,39 +1,12 @@
-import { lstatSync, opendirSync, unlinkSync, type Dir } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { lstat, rm, unlink } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
+import { dirChunks } from '@media-jobs/libs';
 
 /**
  * File helpers for the sweep. Folders are streamed (`opendir`), never read whole, so a
  * sweep's memory does not grow with the number of files on disk.
  */
-
-/**
- * Entries of `dir` in chunks of `size`, optionally regular files only; nothing when the folder
- * is missing. Reads with the synchronous `Dir` API, which fetches entries in buffers of 2048,
- * instead of one promise per entry, and hands the event loop back between chunks.
- */
-export async function* dirChunks(dir: string, size: number, filesOnly: boolean): AsyncGenerator<string[]> {
-  let handle: Dir;
-  try {
-    handle = opendirSync(dir, { bufferSize: 2048 });
-  } catch {
-    return;
-  }
-  try {
-    let chunk: string[] = [];
-    for (let entry = handle.readSync(); entry !== null; entry = handle.readSync()) {
-      if (filesOnly && !entry.isFile()) continue;
-      chunk.push(entry.name);
-      if (chunk.length >= size) {
-        yield chunk;
-        chunk = [];
-      }
-    }
-    if (chunk.length > 0) yield chunk;
-  } finally {
-    handle.closeSync();
-  }
-}
 
 /** Names of the regular files in `dir`, in chunks. */
 export function fileChunks(dir: string, size: number): AsyncGenerator<string[]> {

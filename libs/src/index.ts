@@ -10,6 +10,8 @@ export * from './events-publisher.js';
 export * from './nats.js';
 export * from './redis.js';
 export * from './storage.js';
+export * from './dir-chunks.js';
+export * from './file-store.js';
 export * from './download-id.js';
 export * from './service.js';
 export * from './process.js';

@@ -56,7 +56,13 @@ async function killProcess(child: ChildProcess | undefined): Promise<void> {
   clearTimeout(timer);
 }
 
-export function managed(scheme: string, port: number, dir: string, command: string, args: string[]): TestServer {
+export function managed(
+  scheme: string,
+  port: number,
+  dir: string,
+  command: string,
+  args: string[],
+): TestServer {
   let child: ChildProcess | undefined;
   let closed = false;
   const server: TestServer = {

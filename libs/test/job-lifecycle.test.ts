@@ -114,6 +114,10 @@ describe('job lifecycle', () => {
       const record = await finished(ctx, 'nodir_best');
       expect(record).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'download.internal' } });
       expect(runs).toBe(0);
+      // The event follows the record's write.
+      await until('the failed event', async () =>
+        eventsOf('nodir_best', 'failed').length > 0 ? true : null,
+      );
       expect(eventsOf('nodir_best', 'failed')).toHaveLength(1);
       // Nothing keeps telling JetStream the job is being worked on: the request is gone.
       const consumer = await until('the request to be acknowledged', async () => {

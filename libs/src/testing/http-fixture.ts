@@ -65,7 +65,10 @@ export async function startFixtureServer(): Promise<FixtureServer> {
         stream.on('data', (chunk) => {
           stream.pause();
           res.write(chunk);
-          setTimeout(() => stream.resume(), Math.ceil((chunk.length / rate) * 1000));
+          // A test may lift the throttle (rate 0) while a response is under way: the rest goes
+          // at once (dividing by 0 gave an Infinity timeout and a TimeoutOverflowWarning).
+          if (rate <= 0) stream.resume();
+          else setTimeout(() => stream.resume(), Math.ceil((chunk.length / rate) * 1000));
         });
         stream.on('end', () => res.end());
         res.on('close', () => stream.destroy());

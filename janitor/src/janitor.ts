@@ -146,8 +146,16 @@ class Sweeper {
     await this.current?.catch(() => undefined);
   }
 
+  private lockInstance: RedisLock | undefined;
+
+  /** One lock object for this process's sweeps, so a release Redis missed is made up at the next sweep. */
+  private get lock(): RedisLock {
+    this.lockInstance ??= new RedisLock(this.ctx.redis, SWEEP_LOCK_KEY, this.options.lockTtlMs);
+    return this.lockInstance;
+  }
+
   private async sweep(trigger: SweepTrigger): Promise<SweepSummary> {
-    const lock = new RedisLock(this.ctx.redis, SWEEP_LOCK_KEY, this.options.lockTtlMs);
+    const lock = this.lock;
     if (!(await this.acquire(lock, trigger === 'admin' ? this.options.lockWaitMs : 0))) {
       this.ctx.logger.info({ trigger }, 'Cleanup skipped: another janitor is sweeping');
       return this.summary(trigger, Date.now(), emptyTotals(), true);

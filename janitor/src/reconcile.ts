@@ -66,6 +66,7 @@ export class Reconciler {
   private current: Promise<ReconcileReport> | undefined;
   private stopping = false;
   private readonly queue: JobQueue;
+  private readonly lock: RedisLock;
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -75,6 +76,7 @@ export class Reconciler {
     private readonly intervalMs = Math.max(500, ctx.config.jobAckWaitMs / 2),
   ) {
     this.queue = new JobQueue(ctx.nc);
+    this.lock = new RedisLock(ctx.redis, 'janitor:reconcile_lock', Math.max(10_000, silentMs));
   }
 
   start(): void {
@@ -103,7 +105,7 @@ export class Reconciler {
 
   private async pass(): Promise<ReconcileReport> {
     const report: ReconcileReport = { checked: 0, requeued: 0 };
-    const lock = new RedisLock(this.ctx.redis, 'janitor:reconcile_lock', Math.max(10_000, this.silentMs));
+    const lock = this.lock;
     if (!(await lock.acquire())) return report;
     try {
       const reply = (await SILENT.run(this.ctx.redis, [ACTIVE_INDEX], [this.silentMs, BATCH])) as string[];

@@ -83,6 +83,8 @@ export async function retryWhileBusy<T>(
  */
 export class RedisLock {
   private token: string | null = null;
+  /** A token whose release did not reach Redis (it was away): freed at the next acquire. */
+  private unreleased: string | null = null;
 
   constructor(
     private readonly redis: Redis,
@@ -95,6 +97,12 @@ export class RedisLock {
   }
 
   async acquire(): Promise<boolean> {
+    if (this.unreleased) {
+      // Ours still, if it has not expired: without this, a sweep that ended while Redis was
+      // away would keep every later one out until the lock's expiry.
+      await releaseIfOwner(this.redis, this.key, this.unreleased);
+      this.unreleased = null;
+    }
     const token = lockToken();
     const ok = await this.redis.set(this.key, token, 'PX', this.ttlMs, 'NX');
     if (ok === 'OK') this.token = token;
@@ -113,7 +121,13 @@ export class RedisLock {
   async release(): Promise<void> {
     const token = this.token;
     this.token = null;
-    if (token) await releaseIfOwner(this.redis, this.key, token);
+    if (!token) return;
+    try {
+      await releaseIfOwner(this.redis, this.key, token);
+    } catch (err) {
+      this.unreleased = token;
+      throw err;
+    }
   }
 }
 

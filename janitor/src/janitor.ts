@@ -118,10 +118,15 @@ class Sweeper {
   private nextRunAt: number | null = null;
   private stopping = false;
 
+  /** One lock object for this process's sweeps, so a release Redis missed is made up at the next sweep. */
+  private readonly lock: RedisLock;
+
   constructor(
     private readonly ctx: ServiceContext,
     private readonly options: Required<JanitorOptions>,
-  ) {}
+  ) {
+    this.lock = new RedisLock(ctx.redis, SWEEP_LOCK_KEY, options.lockTtlMs);
+  }
 
   run(trigger: SweepTrigger): Promise<SweepSummary> {
     this.current ??= this.sweep(trigger).finally(() => (this.current = undefined));
@@ -144,14 +149,6 @@ class Sweeper {
     this.stopping = true;
     clearTimeout(this.timer);
     await this.current?.catch(() => undefined);
-  }
-
-  private lockInstance: RedisLock | undefined;
-
-  /** One lock object for this process's sweeps, so a release Redis missed is made up at the next sweep. */
-  private get lock(): RedisLock {
-    this.lockInstance ??= new RedisLock(this.ctx.redis, SWEEP_LOCK_KEY, this.options.lockTtlMs);
-    return this.lockInstance;
   }
 
   private async sweep(trigger: SweepTrigger): Promise<SweepSummary> {

@@ -7,6 +7,7 @@ import {
   jobRecordSchema,
   jobRequestKey,
   queuedRequests,
+  safeJson,
   type ServiceContext,
   type StoredJob,
 } from '@media-jobs/libs';
@@ -165,13 +166,5 @@ export class Reconciler {
       'Job request was lost; queued it again',
     );
     return true;
-  }
-}
-
-function safeJson(raw: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch {
-    return null;
   }
 }

@@ -4,6 +4,7 @@ import { unavailable } from './errors.js';
 import { jobRequestMessage, type JobRequestMessage } from './events.js';
 import type { JobKind, JobRecord } from './job-record.js';
 import { natsConnected } from './nats.js';
+import { safeJson } from './job-runner.js';
 import { JOBS_STREAM, JOB_SUBJECTS } from './subjects.js';
 
 /**
@@ -85,7 +86,7 @@ export async function queuedRequests(
       const msg = await jsm.streams.getMessage(JOBS_STREAM, query);
       if (!msg) break;
       if (++read > limit) return null;
-      const request = jobRequestMessage.safeParse(parseJson(msg.data));
+      const request = jobRequestMessage.safeParse(safeJson(msg.data));
       if (request.success) {
         found.add(jobRequestKey({ ...request.data, id: request.data.job_id }));
       }
@@ -93,12 +94,4 @@ export async function queuedRequests(
     }
   }
   return found;
-}
-
-function parseJson(data: Uint8Array): unknown {
-  try {
-    return JSON.parse(new TextDecoder().decode(data));
-  } catch {
-    return null;
-  }
 }

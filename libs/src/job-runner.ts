@@ -450,9 +450,10 @@ function timeoutError(kind: JobKind, timeoutMs: number): AppError {
   );
 }
 
-function safeJson(data: Uint8Array): unknown {
+/** The JSON value of a message body or stored string, or null when it is not JSON. */
+export function safeJson(data: Uint8Array | string): unknown {
   try {
-    return JSON.parse(new TextDecoder().decode(data));
+    return JSON.parse(typeof data === 'string' ? data : new TextDecoder().decode(data));
   } catch {
     return null;
   }

@@ -1,8 +1,8 @@
 import { dirname } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { makeHls, makeMp4 } from '@media-jobs/libs/testing';
+import { makeHls, makeMp4, waitUntilJobSettled } from '@media-jobs/libs/testing';
 import { startDownloadWorker, type DownloadWorker } from '../src/worker.js';
-import { sleep, startTestBed, type TestBed } from './test-bed.js';
+import { startTestBed, type TestBed } from './test-bed.js';
 
 let bed: TestBed;
 let worker: DownloadWorker | undefined;
@@ -45,8 +45,8 @@ describe('download failures', () => {
     expect(record.error?.code).toBe('download.unavailable');
     expect(record.error?.message).toMatch(/HTTP Error 404: Not Found/);
     expect(record.error?.message).not.toMatch(/please report/);
-    // Longer than JOB_RETRY_DELAY_SECONDS: a retry would have started by now.
-    await sleep(2500);
+    // A retry would keep the request in JOBS: once it is gone and the worker idle, none can come.
+    await waitUntilJobSettled(bed.nc, 'download', id, { runners: [worker!], publishers: [worker!.ctx.nc] });
     expect((await bed.store.get('download', id))?.record).toMatchObject({ status: 'failed', attempts: 1 });
     expect(events.filter((e) => e.type === 'started')).toHaveLength(1);
     expect(events.filter((e) => e.type === 'failed')).toHaveLength(1);

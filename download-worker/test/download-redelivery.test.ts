@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { makeHls, spawnService, type ServiceProcess } from '@media-jobs/libs/testing';
+import { makeHls, spawnService, waitUntilJobSettled, type ServiceProcess } from '@media-jobs/libs/testing';
 import { startDownloadWorker, type DownloadWorker } from '../src/worker.js';
-import { sleep, startTestBed, type TestBed } from './test-bed.js';
+import { startTestBed, type TestBed } from './test-bed.js';
 
 let bed: TestBed;
 const workers: DownloadWorker[] = [];
@@ -87,8 +87,13 @@ describe('redelivery', () => {
     const record = await bed.waitFor(id, ['completed', 'failed'], 40_000);
     expect(record).toMatchObject({ status: 'completed', attempts: 1 });
     expect(Date.parse(record.updated_at) - Date.parse(record.created_at)).toBeGreaterThan(3 * 2000);
-    // A late duplicate would show up shortly after the ack wait.
-    await sleep(2500);
+    // No duplicate can come once the request is gone (acked) and both workers are idle (a
+    // duplicate delivered before the ack has run to its end).
+    await waitUntilJobSettled(bed.nc, 'download', id, {
+      runners: workers,
+      publishers: workers.map((w) => w.ctx.nc),
+    });
+    expect((await bed.store.get('download', id))?.record.attempts).toBe(1);
     expect(events.filter((e) => e.type === 'started')).toHaveLength(1);
     const segments = bed.fixtures.requests.slice(before).filter((p) => p.endsWith('.ts'));
     expect(segments).toEqual([

@@ -20,6 +20,7 @@ import {
 import {
   startFixtureServer,
   startPlatform,
+  waitUntil,
   type FixtureServer,
   type Platform,
 } from '@media-jobs/libs/testing';
@@ -75,14 +76,12 @@ export async function startTestBed(): Promise<TestBed> {
       return { id, events };
     },
     async waitFor(id, statuses, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const record = (await store.get('download', id))?.record;
-        if (record && statuses.includes(record.status)) return record;
-        if (Date.now() > deadline)
-          throw new Error(`job ${id} not ${statuses.join('|')} in time: ${JSON.stringify(record)}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      const record = await waitUntil(
+        `job ${id} to be ${statuses.join(' or ')}`,
+        async () => (await store.get('download', id))?.record,
+        { timeoutMs, intervalMs: 100, until: (r) => r !== undefined && statuses.includes(r.status) },
+      );
+      return record as JobRecord;
     },
     async files(folder) {
       return readdir(join(platform.dataDir, folder)).catch(() => []);
@@ -95,5 +94,3 @@ export async function startTestBed(): Promise<TestBed> {
     },
   };
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

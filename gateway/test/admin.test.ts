@@ -3,7 +3,7 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobStore, createRedis, type Redis } from '@media-jobs/libs';
-import { startPlatform, type Platform } from '@media-jobs/libs/testing';
+import { startPlatform, waitUntil, type Platform } from '@media-jobs/libs/testing';
 import { startGateway, type Gateway } from '../src/gateway.js';
 import { adminAccessError } from '../src/routes/admin.js';
 import { startJanitor } from '../../janitor/src/janitor.js';
@@ -91,7 +91,7 @@ describe('admin endpoints', () => {
       await writeFile(join(config.dataDir, 'downloads', 'done_best.mp4'), Buffer.alloc(2000));
       await new JobStore({ redis, ttlMs: 20 }).claim('download', 'old_best', {});
       await writeFile(join(config.dataDir, 'downloads', 'old_best.mp4'), Buffer.alloc(500));
-      await new Promise((r) => setTimeout(r, 50));
+      await waitUntil('Redis to expire job:old_best', async () => (await redis.exists('job:old_best')) === 0);
 
       const cleanup = await call(`${open.url}/admin/cleanup`, { method: 'POST' });
       expect(cleanup.status).toBe(200);

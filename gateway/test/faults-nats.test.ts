@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { readFile, readdir } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@media-jobs/libs';
 import {
   NO_RATE_LIMITS,
   makeMp4,
@@ -9,6 +10,7 @@ import {
   startFixtureServer,
   startPlatform,
   waitForJobs,
+  waitUntil,
   type FixtureServer,
   type Platform,
 } from '@media-jobs/libs/testing';
@@ -31,6 +33,8 @@ beforeAll(async () => {
   gateway = await startGateway(config);
   worker = await startDownloadWorker(config);
   normalizer = await startNormalizeWorker(config);
+  countRedials(worker.ctx.nc, 'worker');
+  countRedials(normalizer.ctx.nc, 'normalizer');
   const path = join(platform.dataDir, 'tone.wav');
   await makeTone(path);
   tone = await readFile(path);
@@ -43,6 +47,15 @@ afterAll(async () => {
   await fixtures?.close();
   await platform?.close();
 });
+
+/** Reconnect attempts each worker's NATS client has made (its `reconnecting` status events). */
+const redials = { worker: 0, normalizer: 0 };
+
+function countRedials(nc: NatsConnection, who: keyof typeof redials): void {
+  void (async () => {
+    for await (const status of nc.status()) if (status.type === 'reconnecting') redials[who] += 1;
+  })();
+}
 
 const videoUrl = (n: number) => `${fixtures.origin}/mp4/video.mp4?nats=${n}`;
 
@@ -78,6 +91,7 @@ describe('NATS stopped and restarted', () => {
     const upload = await postUpload(1);
     expect(upload.status).toBe(202);
     accepted.push(upload.id!);
+    const redialsBefore = { worker: redials.worker, normalizer: redials.normalizer };
     await platform.nats.stop();
 
     const refused = [];
@@ -90,8 +104,16 @@ describe('NATS stopped and restarted', () => {
     const down = await ready();
     expect(down.status).toBe(503);
     expect(down.ms).toBeLessThan(500);
-    // Long enough for the worker's fetches and acks to fail, not just one blip.
-    await new Promise((r) => setTimeout(r, 2000));
+    // Down long enough for the workers' fetches and acks to fail, not just one blip: both
+    // workers have tried to reconnect twice, and the downloads that were running when NATS
+    // went away have ended (their acks went into the outage).
+    await waitUntil(
+      'both workers to redial NATS twice and the downloads to end',
+      () =>
+        redials.worker - redialsBefore.worker >= 2 &&
+        redials.normalizer - redialsBefore.normalizer >= 2 &&
+        worker.active === 0,
+    );
 
     await platform.nats.start();
     await expect.poll(async () => (await ready()).status, { timeout: 15_000, interval: 200 }).toBe(200);

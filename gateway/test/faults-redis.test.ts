@@ -10,6 +10,7 @@ import {
   startFixtureServer,
   startPlatform,
   waitForJobs,
+  waitUntil,
   type FixtureServer,
   type Platform,
   type ServiceProcess,
@@ -47,6 +48,16 @@ function spawn(service: string, overrides: Record<string, string> = {}): Service
   services.push(proc);
   return proc;
 }
+
+/** How many lines of the process's output match. */
+const linesOf = (proc: ServiceProcess, pattern: RegExp) =>
+  proc
+    .output()
+    .split('\n')
+    .filter((l) => pattern.test(l)).length;
+
+/** A connection attempt that Redis refused (debug level). */
+const REDIS_REFUSED = /"msg":"Redis error"/;
 
 async function gatewayUrl(proc: ServiceProcess): Promise<string> {
   const line = await proc.waitFor(/Gateway listening/);
@@ -102,7 +113,15 @@ describe('Redis stopped and restarted', () => {
     const down = await timedReady(url);
     expect(down.status).toBe(503);
     expect(down.ms).toBeLessThan(500);
-    await new Promise((r) => setTimeout(r, 2000));
+    // Down long enough that every service has met the outage, not just one blip: each has
+    // lost its connection, and a janitor sweep failed on it.
+    const all = [gateway, limited, worker, normalizer, janitor];
+    await waitUntil(
+      'every service to see Redis go away and a sweep to fail',
+      () =>
+        all.every((p) => linesOf(p, /Redis connection lost/) > 0) &&
+        linesOf(janitor, /"msg":"Sweep failed"/) > 0,
+    );
 
     await platform.redis.start();
     await expect
@@ -139,8 +158,9 @@ describe('Redis stopped and restarted', () => {
 
   it('when a service starts before Redis answers, then it waits and becomes ready once Redis is up', async () => {
     await platform.redis.stop();
-    const gateway = spawn('gateway');
-    await new Promise((r) => setTimeout(r, 1500));
+    const gateway = spawn('gateway', { LOG_LEVEL: 'debug' });
+    // Two refused connections: it tried, and it is still there, trying again.
+    await waitUntil('the gateway to retry Redis', () => linesOf(gateway, REDIS_REFUSED) >= 2);
     expect(gateway.child.exitCode).toBeNull();
     await platform.redis.start();
     const url = await gatewayUrl(gateway);
@@ -150,11 +170,13 @@ describe('Redis stopped and restarted', () => {
 
   it('when a service gets SIGTERM while it waits for Redis at start, then it exits 0 once it is up, not killed half-way', async () => {
     await platform.redis.stop();
-    const worker = spawn('download-worker');
-    await worker.waitFor(/Cache TTL/);
-    await new Promise((r) => setTimeout(r, 1000));
+    const worker = spawn('download-worker', { LOG_LEVEL: 'debug' });
+    await waitUntil('the worker to wait for Redis', () => linesOf(worker, REDIS_REFUSED) > 0);
     worker.child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 500));
+    await worker.waitFor(/"msg":"Shutting down"/);
+    // It took the signal and still waits: a refused connection after it says it is alive.
+    const refusedBefore = linesOf(worker, REDIS_REFUSED);
+    await waitUntil('the worker to try Redis again', () => linesOf(worker, REDIS_REFUSED) > refusedBefore);
     expect(worker.child.exitCode).toBeNull();
     // No second signal: a second SIGTERM ends a process at once, as Ctrl-C twice does.
     const exited = new Promise<number | null>((resolve) => worker.child.once('exit', resolve));

@@ -6,6 +6,7 @@ import {
   startFixtureServer,
   startPlatform,
   type FixtureServer,
+  waitUntil,
   type Platform,
 } from '@media-jobs/libs/testing';
 import { startDownloadWorker } from '../../download-worker/src/worker.js';
@@ -164,7 +165,10 @@ describe('GET /metrics', () => {
       // A job that expires a moment after it is made (after the start-up sweep), so this sweep removes it.
       const shortLived = new JobStore({ redis, ttlMs: 300 });
       await shortLived.claim('download', 'short_best', {});
-      await new Promise((r) => setTimeout(r, 400));
+      await waitUntil(
+        'Redis to expire job:short_best',
+        async () => (await redis.exists('job:short_best')) === 0,
+      );
       const before = Date.now();
       const res = await fetch(`${gateway.url}/admin/cleanup`, { method: 'POST' });
       expect(res.status).toBe(200);

@@ -1,4 +1,4 @@
-import { request } from 'node:http';
+import { request, type ClientRequest } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,9 +64,12 @@ describe('SIGTERM', () => {
     const proc = spawn('gateway');
     const port = /"port":(\d+)/.exec(await proc.waitFor(/Gateway listening/))?.[1];
     const body = JSON.stringify({ url: `${fixtures.origin}/mp4/video.mp4?gateway-term`, quality: 'best' });
-    // A request whose body is still arriving when the signal comes.
+    // A request whose body is still arriving when the signal comes. `Expect: 100-continue`
+    // makes the server say when it has the request in hand (it answers 100 before reading
+    // the body); the rest of the body goes only once the gateway is shutting down.
+    let req!: ClientRequest;
     const answer = new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = request(
+      req = request(
         {
           host: '127.0.0.1',
           port,
@@ -75,6 +78,7 @@ describe('SIGTERM', () => {
           headers: {
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(body),
+            expect: '100-continue',
             connection: 'close',
           },
         },
@@ -85,14 +89,25 @@ describe('SIGTERM', () => {
         },
       );
       req.on('error', reject);
-      req.write(body.slice(0, 10));
-      setTimeout(() => req.end(body.slice(10)), 1000);
     });
-    await new Promise((r) => setTimeout(r, 300));
+    const dispatched = new Promise<void>((resolve) =>
+      req.once('continue', () => {
+        req.write(body.slice(0, 10));
+        resolve();
+      }),
+    );
+    req.flushHeaders();
+    await Promise.race([
+      dispatched,
+      answer.then(({ status }) => {
+        throw new Error(`answered ${status} before the body was sent`);
+      }),
+    ]);
     const exited = terminate(proc);
     await proc.waitFor(/Shutting down/);
     // Intake stopped: a new connection is refused while the open request is still served.
     await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
+    req.end(body.slice(10));
     expect((await answer).status).toBe(202);
     const { code, ms } = await exited;
     expect(code).toBe(0);

@@ -14,9 +14,8 @@ import {
   serviceConfigSubject,
   type NatsConnection,
 } from '@media-jobs/libs';
-import { REPO_ROOT, startPlatform, type Platform } from '@media-jobs/libs/testing';
+import { REPO_ROOT, startPlatform, waitUntil, type Platform } from '@media-jobs/libs/testing';
 import { formatEvent } from '../../scripts/event-format.js';
-import { waitUntil } from './helpers.js';
 
 let platform: Platform;
 let nc: NatsConnection;
@@ -114,22 +113,28 @@ describe('npm run events', () => {
   it('when a job event and janitor events are published, then it prints one readable line per event', async () => {
     const cli = runEventsCli();
     try {
-      await waitUntil(() => cli.lines().length > 0, 20_000).catch(() => {
+      await waitUntil('the first line of the events CLI', () => cli.lines().length > 0).catch(() => {
         throw new Error(`no output: ${cli.output()}`);
       });
       expect(cli.lines()).toEqual([`Listening on events.> at ${platform.nats.url} (Ctrl-C to stop)`]);
       await publishAll();
       nc.publish(JANITOR_SUBJECTS.sweep, 'not json');
+      // The CLI prints in the order NATS delivers, which is the order published: once this
+      // last one's line is out, a second line for any event before it would be out too.
+      nc.publish(JANITOR_SUBJECTS.sweep, 'end');
       await nc.flush();
-      await waitUntil(() => cli.lines().length >= 5, 10_000);
-      // Nothing more arrives: exactly one line per event.
-      await new Promise((r) => setTimeout(r, 200));
+      await waitUntil('the line of the last event', () => cli.lines().some((l) => l.endsWith('"end"'))).catch(
+        () => {
+          throw new Error(`no line for the last event: ${cli.output()}`);
+        },
+      );
       const lines = cli.lines().slice(1);
       expect(lines.slice(0, 3)).toEqual(LINES);
       expect(lines[3]).toMatch(
         /^\d\d:\d\d:\d\d\.\d{3} {2}events\.janitor\.sweep {2}\(unrecognised\) "not json"$/,
       );
-      expect(lines).toHaveLength(4);
+      // Exactly one line per event.
+      expect(lines).toHaveLength(5);
       expect(await cli.stop()).toBe(0);
     } finally {
       await cli.stop();
@@ -140,16 +145,19 @@ describe('npm run events', () => {
     const jsm = await ensureJetStream(nc, platform.config());
     await jsm.streams.purge(EVENTS_STREAM);
     await publishAll();
-    await waitUntil(async () => (await jsm.streams.info(EVENTS_STREAM)).state.messages === EVENTS.length);
+    await waitUntil(
+      'the EVENTS stream to hold the events',
+      async () => (await jsm.streams.info(EVENTS_STREAM)).state.messages === EVENTS.length,
+    );
     const cli = runEventsCli(['--replay']);
     try {
-      await waitUntil(() => cli.lines().length >= 5, 20_000).catch(() => {
+      await waitUntil('the replayed lines', () => cli.lines().length >= 5).catch(() => {
         throw new Error(`no replay: ${cli.output()}`);
       });
       expect(cli.lines().slice(1)).toEqual([...LINES, '-- replayed 3 stored event(s); live from here --']);
       const [subject, payload] = EVENTS[0] as [string, unknown];
       nc.publish(subject, JSON.stringify(payload));
-      await waitUntil(() => cli.lines().length >= 6, 10_000);
+      await waitUntil('the line of the live event', () => cli.lines().length >= 6);
       expect(cli.lines()[5]).toBe(LINES[0]);
       expect(await cli.stop()).toBe(0);
     } finally {

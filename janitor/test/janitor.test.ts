@@ -20,9 +20,9 @@ import {
   type NatsConnection,
   type Redis,
 } from '@media-jobs/libs';
-import { spawnService, startPlatform, type Platform } from '@media-jobs/libs/testing';
+import { spawnService, startPlatform, waitUntil, type Platform } from '@media-jobs/libs/testing';
 import { startJanitor } from '../src/janitor.js';
-import { HOUR, captureLogger, waitUntil, writeData } from './helpers.js';
+import { HOUR, captureLogger, writeData } from './helpers.js';
 
 let platform: Platform;
 let nc: NatsConnection;
@@ -75,7 +75,10 @@ describe('janitor service', () => {
       const store = new JobStore({ redis, ttlMs: config.cacheTtlMs });
       await store.claim('download', 'short_best', {});
       const file = await writeData(join(config.dataDir, 'downloads', 'short_best.mp4'), 321);
-      await waitUntil(async () => (await redis.exists('job:short_best')) === 0, 5000);
+      await waitUntil(
+        'Redis to expire job:short_best',
+        async () => (await redis.exists('job:short_best')) === 0,
+      );
       expect(existsSync(file)).toBe(true);
       await proc.waitFor(
         /Cleanup: removed 1 job \(1 download, 0 normalize\), freed 321 B in \d+ ms; next in 1\.2s/,
@@ -96,33 +99,36 @@ describe('janitor service', () => {
       log.logger,
     );
     try {
-      const announce = (ttl: number) =>
+      const announce = (instance: string, ttl: number) =>
         nc.publish(
           serviceConfigSubject('gateway'),
           JSON.stringify(
             envelope({
               type: 'config',
               service: 'gateway',
-              instance: 'gw-1',
+              instance,
               config: { CACHE_TTL_HOURS: ttl, CLEANUP_INTERVAL_MINUTES: 30 },
             }),
           ),
         );
-      announce(24);
-      announce(1);
-      announce(1);
-      const warnings = () =>
-        // Only gw-1's: earlier tests' janitors are still in the registry, each with its own values.
+      announce('gw-1', 24);
+      announce('gw-1', 1);
+      announce('gw-1', 1);
+      // The janitor handles announcements one by one, in order: once the last one's warning is
+      // out, a second warning for gw-1 would be out too.
+      announce('gw-last', 2);
+      const warnings = (instance: string) =>
+        // Only this instance's: earlier tests' janitors are still in the registry, each with its own values.
         log
           .lines()
-          .filter((l) => l.level === 'warn' && l.msg.startsWith('Config disagreement: gateway (gw-1)'));
-      await waitUntil(() => warnings().length > 0);
-      await nc.flush();
-      await new Promise((r) => setTimeout(r, 200));
-      expect(warnings().map((l) => l.msg)).toEqual([
+          .filter(
+            (l) => l.level === 'warn' && l.msg.startsWith(`Config disagreement: gateway (${instance})`),
+          );
+      await waitUntil('the warning about the last announcement', () => warnings('gw-last').length > 0);
+      expect(warnings('gw-1').map((l) => l.msg)).toEqual([
         'Config disagreement: gateway (gw-1) runs with CACHE_TTL_HOURS=1, this janitor with 24',
       ]);
-      await waitUntil(async () =>
+      await waitUntil('the janitor in the services registry', async () =>
         (await listServiceConfigs(redis)).some((s) => s.instance === janitor.instance),
       );
     } finally {
@@ -146,7 +152,9 @@ describe('janitor service', () => {
       log.logger,
     );
     try {
-      await waitUntil(() => log.lines().some((l) => l.msg.includes('(dw-early)')));
+      await waitUntil('the warning about dw-early', () =>
+        log.lines().some((l) => l.msg.includes('(dw-early)')),
+      );
       expect(log.lines().filter((l) => l.level === 'warn' && l.msg.includes('(dw-early)'))).toHaveLength(1);
       expect(log.lines().find((l) => l.msg.includes('(dw-early)'))?.msg).toBe(
         'Config disagreement: download-worker (dw-early) runs with CLEANUP_INTERVAL_MINUTES=5, this janitor with 30',
@@ -165,9 +173,11 @@ describe('janitor service', () => {
     await nc.flush();
     const stop = startConfigAnnouncer(ctx, 150);
     try {
-      await waitUntil(() => seen.length >= 3);
+      await waitUntil('3 config announcements', () => seen.length >= 3);
       expect(seen[0]).toMatchObject({ type: 'config', service: 'probe', config: { CACHE_TTL_HOURS: 24 } });
-      await waitUntil(async () => (await listServiceConfigs(redis)).some((s) => s.service === 'probe'));
+      await waitUntil('the probe in the services registry', async () =>
+        (await listServiceConfigs(redis)).some((s) => s.service === 'probe'),
+      );
     } finally {
       stop();
       sub.unsubscribe();

@@ -12,9 +12,9 @@ import {
   type Redis,
   type Storage,
 } from '@media-jobs/libs';
-import { startPlatform, type Platform } from '@media-jobs/libs/testing';
+import { startPlatform, waitUntil, type Platform } from '@media-jobs/libs/testing';
 import { startJanitor, type Janitor } from '../src/janitor.js';
-import { HOUR, captureLogger, collect, normalizeIdFor, storageOf, waitUntil, writeData } from './helpers.js';
+import { HOUR, captureLogger, collect, normalizeIdFor, storageOf, writeData } from './helpers.js';
 
 let platform: Platform;
 let config: Config;
@@ -71,7 +71,7 @@ describe('orphan pass', () => {
     });
     expect(gone.filter((f) => existsSync(f))).toEqual([]);
     expect(kept.filter((f) => !existsSync(f))).toEqual([]);
-    await waitUntil(() => events.events.length >= 4);
+    await waitUntil('4 removed events', () => events.events.length >= 4);
     const removed = events.events.map((e) => janitorRemovedEvent.parse(e));
     expect(removed.every((e) => e.reason === 'orphan')).toBe(true);
     expect(removed.find((e) => e.job_id === 'lost_best')).toMatchObject({

@@ -21,10 +21,10 @@ import {
   type Redis,
   type Storage,
 } from '@media-jobs/libs';
-import { REPO_ROOT, spawnService, startPlatform, type Platform } from '@media-jobs/libs/testing';
+import { REPO_ROOT, spawnService, startPlatform, waitUntil, type Platform } from '@media-jobs/libs/testing';
 import type { JanitorOptions } from '../src/janitor.js';
 import type { SweepSummary } from '../src/report.js';
-import { HOUR, normalizeIdFor, seedJob, storageOf, storeAged, waitUntil } from './helpers.js';
+import { HOUR, normalizeIdFor, seedJob, storageOf, storeAged } from './helpers.js';
 
 let platform: Platform;
 let config: Config;
@@ -216,7 +216,7 @@ describe('janitor killed mid-sweep', () => {
     }
 
     // The lock expires by itself; then a new janitor (the real service) sweeps at start.
-    await waitUntil(async () => (await redis.exists(SWEEP_LOCK_KEY)) === 0, LOCK_TTL_MS + 1000);
+    await waitUntil('the dead sweep lock to expire', async () => (await redis.exists(SWEEP_LOCK_KEY)) === 0);
     const second = spawnService('janitor', env);
     try {
       const line = await second.waitFor(/Cleanup: removed \d+ jobs/, 20_000);
@@ -227,7 +227,7 @@ describe('janitor killed mid-sweep', () => {
       expect(summary).toMatchObject({ trigger: 'startup', skipped: false });
       expect(summary.removed.orphan).toBe(0);
       expect(firstFinished + summary.removed.download + summary.removed.normalize).toBe(expired.length);
-      await waitUntil(() => sweeps.length === 1);
+      await waitUntil('the sweep event', () => sweeps.length === 1);
       await nc.flush();
       expect(removedBy.second.map((e) => e.key).sort()).toEqual([...left].sort());
       expect(summary.files_removed).toBe(removedBy.second.reduce((n, e) => n + e.files.length, 0));

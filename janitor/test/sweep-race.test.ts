@@ -13,10 +13,10 @@ import {
   type Redis,
   type Storage,
 } from '@media-jobs/libs';
-import { startPlatform, type Platform } from '@media-jobs/libs/testing';
+import { startPlatform, waitUntil, type Platform } from '@media-jobs/libs/testing';
 import { startJanitor, type Janitor } from '../src/janitor.js';
 import type { SweepHooks } from '../src/sweep.js';
-import { captureLogger, normalizeIdFor, seedJob, storageOf, waitUntil, writeData } from './helpers.js';
+import { captureLogger, normalizeIdFor, seedJob, storageOf, writeData } from './helpers.js';
 
 let platform: Platform;
 let config: Config;
@@ -54,9 +54,8 @@ async function expiredJob(
 ): Promise<string[]> {
   const short = new JobStore({ redis, ttlMs: 50 });
   const files = await seedJob(short, redis, storage, kind, id, opts);
-  await waitUntil(
-    async () => (await redis.exists(kind === 'download' ? `job:${id}` : `audio_job:${id}`)) === 0,
-  );
+  const key = kind === 'download' ? `job:${id}` : `audio_job:${id}`;
+  await waitUntil(`Redis to expire ${key}`, async () => (await redis.exists(key)) === 0);
   return files;
 }
 
@@ -67,7 +66,36 @@ function track<T>(promise: Promise<T>): { promise: Promise<T>; settled: () => bo
   return { promise, settled: () => done };
 }
 
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Counts the scripts Redis runs (EVAL, EVALSHA, as MONITOR reports them) that name `key`:
+ * a claim or retain that waits for a tombstone runs its script again and again, each time
+ * answered "busy", so a few runs prove it is waiting rather than not yet started.
+ */
+async function scriptRunsOn(key: string): Promise<{ count(): number; stop(): void }> {
+  const monitor = await redis.monitor();
+  let runs = 0;
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    const command = args[0]?.toLowerCase();
+    if (source !== 'lua' && (command === 'eval' || command === 'evalsha') && args.includes(key)) runs += 1;
+  });
+  return { count: () => runs, stop: () => monitor.disconnect() };
+}
+
+/**
+ * Starts a claim or retain while the tombstone `key` is held, and resolves once it has been
+ * answered "busy" three times and is still unsettled: it waits, rather than not having run yet.
+ */
+async function startWaiting<T>(key: string, start: () => Promise<T>): Promise<ReturnType<typeof track<T>>> {
+  const runs = await scriptRunsOn(key);
+  try {
+    const pending = track(start());
+    await waitUntil(`a wait on ${key}`, () => runs.count() >= 3 || pending.settled());
+    expect(pending.settled()).toBe(false);
+    return pending;
+  } finally {
+    runs.stop();
+  }
+}
 
 describe('sweep race safety', () => {
   it('when a job is re-created after the sweep read the index but before it claimed the key, then the new record and file stay', async () => {
@@ -90,9 +118,9 @@ describe('sweep race safety', () => {
       let claim: ReturnType<typeof track<Awaited<ReturnType<JobStore['claim']>>>> | undefined;
       hooks[step] = async () => {
         delete hooks[step];
-        claim = track(store.claim('download', `mid_${step}`, { again: true }));
-        await pause(200);
-        expect(claim.settled()).toBe(false);
+        claim = await startWaiting(`sweeping:job:mid_${step}`, () =>
+          store.claim('download', `mid_${step}`, { again: true }),
+        );
         expect(await redis.exists(`job:mid_${step}`)).toBe(0);
       };
       const summary = await janitor.sweepNow('interval');
@@ -131,9 +159,9 @@ describe('sweep race safety', () => {
     hooks.beforeDelete = async () => {
       delete hooks.beforeDelete;
       await store.claim('normalize', next.id, {});
-      retain = track(retainUpload(redis, next.id));
-      await pause(200);
-      expect(retain.settled()).toBe(false);
+      retain = await startWaiting(`sweeping:${uploadRefsKey(old.id.slice(0, 16))}`, () =>
+        retainUpload(redis, next.id),
+      );
     };
     await janitor.sweepNow('interval');
     await retain?.promise;
@@ -166,7 +194,10 @@ describe('sweep race safety', () => {
     await redis.set(SWEEP_LOCK_KEY, 'dead-janitor', 'PX', 600);
     expect(await janitor.sweepNow('interval')).toMatchObject({ skipped: true, removed: { download: 0 } });
     expect(existsSync(file as string)).toBe(true);
-    await pause(700);
+    await waitUntil(
+      "the dead janitor's lock to expire",
+      async () => (await redis.exists(SWEEP_LOCK_KEY)) === 0,
+    );
     expect(await janitor.sweepNow('interval')).toMatchObject({ skipped: false, removed: { download: 1 } });
     expect(existsSync(file as string)).toBe(false);
   });
@@ -183,7 +214,7 @@ describe('sweep race safety', () => {
         await new Promise<void>((r) => (release = r));
       };
       const first = janitor.sweepNow('interval');
-      await waitUntil(() => entered);
+      await waitUntil('the first sweep to read the index', () => entered);
       expect(await other.sweepNow('interval')).toMatchObject({ skipped: true });
       release();
       expect(await first).toMatchObject({ skipped: false, removed: { download: 1 } });

@@ -13,9 +13,9 @@ import {
   type Redis,
   type Storage,
 } from '@media-jobs/libs';
-import { startPlatform, type Platform } from '@media-jobs/libs/testing';
+import { startPlatform, waitUntil, type Platform } from '@media-jobs/libs/testing';
 import { startJanitor, type Janitor } from '../src/janitor.js';
-import { HOUR, captureLogger, collect, normalizeIdFor, seedJob, storageOf, waitUntil } from './helpers.js';
+import { HOUR, captureLogger, collect, normalizeIdFor, seedJob, storageOf } from './helpers.js';
 
 let platform: Platform;
 let config: Config;
@@ -105,7 +105,7 @@ describe('expiry sweep', () => {
   it('when Redis expired the records before the sweep, then their files are still removed', async () => {
     const short = new JobStore({ redis, ttlMs: 300 });
     const files = await seedJob(short, redis, storage, 'download', 'gone_720p');
-    await waitUntil(async () => (await redis.exists('job:gone_720p')) === 0);
+    await waitUntil('Redis to expire job:gone_720p', async () => (await redis.exists('job:gone_720p')) === 0);
     expect(await redis.zscore(EXPIRY_INDEX, 'job:gone_720p')).not.toBeNull();
     const summary = await janitor.sweepNow('admin');
     expect(summary.removed.download).toBe(1);
@@ -148,12 +148,27 @@ describe('expiry sweep', () => {
     await seedJob(storeAt(0), redis, storage, 'download', 'ev1_best', { bytes: 2048 });
     await seedJob(storeAt(0), redis, storage, 'download', 'ev2_best', { bytes: 10 });
     shift = 2 * HOUR;
-    await janitor.sweepNow('admin');
-    await waitUntil(() => events.events.length >= 3);
-    const removed = events.events
-      .filter((e) => (e as { type: string }).type === 'removed')
-      .map((e) => janitorRemovedEvent.parse(e))
-      .filter((e) => e.job_id.startsWith('ev'));
+    const summary = await janitor.sweepNow('admin');
+    // Events of earlier tests' sweeps may still be arriving: wait for this sweep's own.
+    const ofThisSweep = (e: unknown) => {
+      const parsed = janitorSweepEvent.safeParse(e);
+      return parsed.success &&
+        parsed.data.trigger === 'admin' &&
+        parsed.data.duration_ms === summary.duration_ms &&
+        parsed.data.next_run_at === summary.next_run_at
+        ? parsed.data
+        : null;
+    };
+    const sweep = await waitUntil('the sweep event of this sweep', () =>
+      events.events.map(ofThisSweep).find(Boolean),
+    );
+    const removed = await waitUntil('removed events for ev1_best and ev2_best', () => {
+      const found = events.events
+        .filter((e) => (e as { type: string }).type === 'removed')
+        .map((e) => janitorRemovedEvent.parse(e))
+        .filter((e) => e.job_id.startsWith('ev'));
+      return found.length >= 2 ? found : null;
+    });
     expect(removed.map((e) => e.job_id).sort()).toEqual(['ev1_best', 'ev2_best']);
     expect(removed.find((e) => e.job_id === 'ev1_best')).toMatchObject({
       kind: 'download',
@@ -162,9 +177,6 @@ describe('expiry sweep', () => {
       bytes_freed: 2048,
       reason: 'expired',
     });
-    const sweep = janitorSweepEvent.parse(
-      events.events.filter((e) => (e as { type: string }).type === 'sweep').pop(),
-    );
     expect(sweep).toMatchObject({
       trigger: 'admin',
       removed: { download: 2, normalize: 0, orphan: 0 },

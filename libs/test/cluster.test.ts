@@ -16,6 +16,7 @@ import {
   startNatsCluster,
   startRedisSentinels,
   tempDataDir,
+  waitUntil,
   type NatsCluster,
   type RedisSentinelSet,
 } from '@media-jobs/libs/testing';
@@ -68,17 +69,12 @@ afterAll(async () => {
 });
 
 /** Retries what a client would retry (a 503 while a leader is elected, a failover) until the budget ends. */
-async function retrying<T>(what: string, attempt: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + RECOVERY_MS;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`${what}: ${String(err)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
+const retrying = <T>(what: string, attempt: () => Promise<T>): Promise<T> =>
+  waitUntil(what, async () => ({ value: await attempt() }), {
+    timeoutMs: RECOVERY_MS,
+    intervalMs: 200,
+    retryErrors: true,
+  }).then((box) => box.value);
 
 async function submit(id: string): Promise<void> {
   const { job } = await retrying(`claim ${id}`, () =>
@@ -87,22 +83,22 @@ async function submit(id: string): Promise<void> {
   await retrying(`queue ${id}`, () => new JobQueue(ctx.nc).enqueue(job.record));
 }
 
-async function allCompleted(ids: string[]): Promise<JobRecord[]> {
-  const deadline = Date.now() + RECOVERY_MS;
-  for (;;) {
-    const records = await Promise.all(
-      ids.map((id) =>
-        ctx.store.get('download', id).then(
-          (j) => j?.record ?? null,
-          () => null,
+const allCompleted = (ids: string[]): Promise<JobRecord[]> =>
+  waitUntil(
+    `jobs ${ids.join(', ')} to complete`,
+    async () => {
+      const records = await Promise.all(
+        ids.map((id) =>
+          ctx.store.get('download', id).then(
+            (j) => j?.record ?? null,
+            () => null,
+          ),
         ),
-      ),
-    );
-    if (records.every((r) => r?.status === 'completed')) return records as JobRecord[];
-    if (Date.now() > deadline) throw new Error(`not completed in time: ${JSON.stringify(records)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+      );
+      return records.every((r) => r?.status === 'completed') ? (records as JobRecord[]) : null;
+    },
+    { timeoutMs: RECOVERY_MS, intervalMs: 100 },
+  );
 
 describe('scale-out: NATS cluster and Redis Sentinel', () => {
   it('when the services start on a cluster, then JOBS and EVENTS have 3 replicas', async () => {

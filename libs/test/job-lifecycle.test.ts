@@ -16,7 +16,7 @@ import {
   type JobRecord,
   type ServiceContext,
 } from '@media-jobs/libs';
-import { startPlatform, type Platform } from '@media-jobs/libs/testing';
+import { startPlatform, waitUntil, type Platform } from '@media-jobs/libs/testing';
 
 // The job lifecycle has no stuck state: every way a run can end leaves the record and the
 // request in agreement, with Redis there or away.
@@ -74,20 +74,9 @@ async function submit(ctx: ServiceContext, id: string): Promise<void> {
   await new JobQueue(ctx.nc).enqueue(job.record);
 }
 
-/** Polls until `check` gives a value, or fails naming what it waited for. */
-async function until<T>(
-  what: string,
-  check: () => Promise<T | null | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check().catch(() => null);
-    if (value !== null && value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Polls until `check` gives a value (a failing check is "not yet"), naming what it waited for. */
+const until = <T>(what: string, check: () => Promise<T | null | undefined>): Promise<T> =>
+  waitUntil(what, check, { retryErrors: true }) as Promise<T>;
 
 const recordOf = async (ctx: ServiceContext, id: string): Promise<JobRecord | undefined> =>
   (await ctx.store.get('download', id))?.record;

@@ -14,7 +14,7 @@ import {
   type JobHandler,
   type ServiceContext,
 } from '@media-jobs/libs';
-import { startPlatform, type Platform } from '@media-jobs/libs/testing';
+import { startPlatform, waitUntilJobSettled, type Platform } from '@media-jobs/libs/testing';
 
 let platform: Platform;
 let nc: NatsConnection;
@@ -77,6 +77,7 @@ describe('JobRunner', () => {
     await runner(ctx, async (run) => {
       for (let p = 10; p <= 90; p += 10) {
         run.progress(p, 'working');
+        // The work itself: a job that takes a moment, so progress has time to go out.
         await new Promise((r) => setTimeout(r, 20));
       }
       const file = join(ctx.storage.downloads, `${run.job.id}.txt`);
@@ -98,7 +99,7 @@ describe('JobRunner', () => {
   it('when the handler fails for good, then the job fails after one attempt with the code and message', async () => {
     const ctx = await context();
     let calls = 0;
-    await runner(ctx, async () => {
+    const r = await runner(ctx, async () => {
       calls += 1;
       throw new AppError('download.unavailable', 'HTTP Error 404: Not Found');
     });
@@ -110,7 +111,8 @@ describe('JobRunner', () => {
       code: 'download.unavailable',
       message: 'HTTP Error 404: Not Found',
     });
-    await new Promise((r) => setTimeout(r, 1500));
+    // A retry or a redelivery would need the request: once it is gone and the runner idle, none can come.
+    await waitUntilJobSettled(nc, 'download', 'gone4567890_best', { runners: [r], publishers: [ctx.nc] });
     expect(calls).toBe(1);
     expect(eventsOf('gone4567890_best', 'failed')).toHaveLength(1);
   });
@@ -135,8 +137,10 @@ describe('JobRunner', () => {
     let reason: unknown;
     await runner(ctx, async (run) => {
       await ctx.store.remove('download', run.job.id);
-      for (let i = 0; i < 100 && !run.signal.aborted; i++) {
-        run.progress(i);
+      // Work that reports progress until it is stopped: a progress write is what finds the
+      // record gone. The pause is the work's pace, not a wait for the abort.
+      for (let i = 0; !run.signal.aborted; i++) {
+        run.progress(i % 100);
         await new Promise((r) => setTimeout(r, 20));
       }
       reason = run.signal.reason;

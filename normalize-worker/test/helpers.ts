@@ -15,7 +15,7 @@ import {
   type Operation,
   type OutputFormat,
 } from '@media-jobs/libs';
-import { run } from '@media-jobs/libs/testing';
+import { run, waitUntil } from '@media-jobs/libs/testing';
 import { parseEbur128Summary, type Loudness } from '../src/ffmpeg.js';
 
 /** Makes an audio fixture with ffmpeg from lavfi sources: `inputs` are `-f lavfi -i` sources, `graph` a filter_complex ending in [out]. */
@@ -168,23 +168,24 @@ export function submitter(nc: NatsConnection, redis: Redis, dataDir: string, def
       return job.record;
     },
     async waitFor(id, status, timeoutMs = 60_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const job = await store.get('normalize', id);
-        if (job?.record.status === status) return job.record;
-        if (
-          job &&
-          (job.record.status === 'failed' || job.record.status === 'completed') &&
-          job.record.status !== status
-        ) {
-          throw new Error(
-            `job ${id} ended ${job.record.status}: ${JSON.stringify(job.record.error ?? job.record.result)}`,
-          );
-        }
-        if (Date.now() > deadline)
-          throw new Error(`job ${id} not ${status} within ${timeoutMs} ms: ${JSON.stringify(job?.record)}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      const job = await waitUntil(
+        `normalize job ${id} to be ${status}`,
+        async () => {
+          const record = (await store.get('normalize', id))?.record;
+          // Ended otherwise: it never will be, so fail now with what it says.
+          if (
+            record &&
+            record.status !== status &&
+            (record.status === 'failed' || record.status === 'completed')
+          )
+            throw new Error(
+              `job ${id} ended ${record.status}: ${JSON.stringify(record.error ?? record.result)}`,
+            );
+          return record;
+        },
+        { timeoutMs, intervalMs: 100, until: (r) => r?.status === status },
+      );
+      return job as JobRecord;
     },
   };
 }

@@ -9,6 +9,7 @@ import {
   ffprobe,
   spawnService,
   startPlatform,
+  waitUntil,
   type Platform,
   type ServiceProcess,
 } from '@media-jobs/libs/testing';
@@ -73,20 +74,6 @@ function ffmpegChildren(): number[] {
   });
 }
 
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | null | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('normalize worker failures', () => {
   it('when the worker is killed mid-job, then the job is delivered again and completes', async () => {
     const env = platform.env({ JOB_ACK_WAIT_SECONDS: '2', LOG_LEVEL: 'info' });
@@ -94,7 +81,7 @@ describe('normalize worker failures', () => {
     services.push(first);
     await first.waitFor(/Normalize worker ready/);
     const record = await jobs.submit(longInput, ['remove_noise', 'normalize_volume']);
-    await until('progress', async () => {
+    await waitUntil(`job ${record.id} to make progress`, async () => {
       const job = await jobs.store.get('normalize', record.id);
       return job?.record.status === 'processing' && job.record.progress > 0;
     });
@@ -126,7 +113,7 @@ describe('normalize worker failures', () => {
   it('when the worker shuts down mid-job past its grace period, then ffmpeg is stopped and the job is handed back', async () => {
     const worker = await startNormalizeWorker(platform.config({ SHUTDOWN_GRACE_SECONDS: '0.2' }));
     const record = await jobs.submit(longInput, ['remove_noise', 'convert_to_mono']);
-    await until('progress', async () => {
+    await waitUntil(`job ${record.id} to make progress`, async () => {
       const job = await jobs.store.get('normalize', record.id);
       return job?.record.status === 'processing' && job.record.progress > 0;
     });

@@ -5,23 +5,11 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Redis } from 'ioredis';
 import { freePort, managed, type TestServer } from './servers.js';
+import { waitUntil } from './wait.js';
 
-/** Polls `check` until it gives a value other than null, or throws naming `what`. */
-async function poll<T>(what: string, check: () => Promise<T | null>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== null) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** Polls `check` until it gives a value other than null; errors (no leader yet) count as "not yet". */
+function poll<T>(what: string, check: () => Promise<T | null>, timeoutMs: number): Promise<T> {
+  return waitUntil(what, check, { timeoutMs, intervalMs: 100, retryErrors: true }) as Promise<T>;
 }
 
 export interface NatsCluster {

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type Config } from '../config.js';
 import { startNats, startRedis, tempDataDir, type RedisOptions, type TestServer } from './servers.js';
@@ -50,36 +52,66 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   };
 }
 
+/** The services a test can run as their own process. */
+export const SERVICES = ['gateway', 'download-worker', 'normalize-worker', 'janitor'] as const;
+
+/**
+ * Set (to "1") in the environment of a test run once every service's `dist/` is built from
+ * the sources as they are now (`buildServices`, from vitest's global setup).
+ */
+export const SERVICES_BUILT_ENV = 'MEDIA_JOBS_SERVICES_BUILT';
+
 export interface ServiceProcess {
   readonly child: ChildProcess;
   /** Everything the process wrote to stdout and stderr so far. */
   output(): string;
-  /** Resolves when a line of output matches. */
+  /**
+   * Resolves with the first line of output that matches; rejects when the process exits
+   * first or after `timeoutMs` (default 30 s).
+   */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** SIGTERM (or the given signal) and wait for the exit; resolves to the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Runs a service's `src/main.ts` as its own process, as `npm start -w <service>` would. */
+/**
+ * How a service is started: its compiled `dist/main.js` once the test run has built it (the
+ * vitest global setup does, see `service-build.ts`), as `npm start -w <service>` and the
+ * containers run it; otherwise `src/main.ts` through tsx, which compiles at every start.
+ */
+function serviceCommand(service: string): string[] {
+  const compiled = join(REPO_ROOT, service, 'dist', 'main.js');
+  if (process.env[SERVICES_BUILT_ENV] === '1' && existsSync(compiled)) {
+    return ['--enable-source-maps', compiled];
+  }
+  return ['--conditions=media-jobs-source', '--import', 'tsx', `${service}/src/main.ts`];
+}
+
+/** Runs a service as its own process, as `npm start -w <service>` would. */
 export function spawnService(service: string, env: Record<string, string>): ServiceProcess {
-  const child = spawn(
-    process.execPath,
-    ['--conditions=media-jobs-source', '--import', 'tsx', `${service}/src/main.ts`],
-    {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child = spawn(process.execPath, serviceCommand(service), {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const listeners = new Set<() => void>();
+  const notify = () => {
+    for (const l of listeners) l();
+  };
   const onData = (d: Buffer) => {
     out += d.toString();
-    for (const l of listeners) l();
+    notify();
   };
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close' comes after 'exit' once every byte of output is in: only then has a line surely not come.
+  let ended = false;
+  child.once('close', () => {
+    ended = true;
+    notify();
+  });
   return {
     child,
     output: () => out,
@@ -90,6 +122,13 @@ export function spawnService(service: string, env: Record<string, string>): Serv
           if (line !== undefined) {
             cleanup();
             resolve(line);
+          } else if (ended) {
+            cleanup();
+            reject(
+              new Error(
+                `${service} exited (${describeExit(child)}) with no output matching ${pattern}:\n${out.slice(-3000)}`,
+              ),
+            );
           }
         };
         const timer = setTimeout(() => {
@@ -113,4 +152,8 @@ export function spawnService(service: string, env: Record<string, string>): Serv
       return exited;
     },
   };
+}
+
+function describeExit(child: ChildProcess): string {
+  return child.signalCode ? `signal ${child.signalCode}` : `code ${child.exitCode}`;
 }

@@ -4,3 +4,5 @@ export * from './http-fixture.js';
 export * from './env.js';
 export * from './load.js';
 export * from './cluster.js';
+export * from './wait.js';
+export * from './job-queue.js';

@@ -1,4 +1,5 @@
 import type { JobRecord } from '../job-record.js';
+import { WaitTimeoutError, waitUntil } from './wait.js';
 
 /** One `POST /download` as a client saw it. */
 export interface Submitted {
@@ -50,9 +51,8 @@ export async function waitForJobs(
   timeoutMs: number,
 ): Promise<Map<string, JobRecord | null>> {
   const latest = new Map<string, JobRecord | null>([...ids].map((id) => [id, null]));
-  const deadline = Date.now() + timeoutMs;
   const pending = new Set(latest.keys());
-  while (pending.size > 0 && Date.now() < deadline) {
+  const finished = async () => {
     await Promise.all(
       [...pending].map(async (id) => {
         const record = await getJob(gatewayUrl, id);
@@ -60,7 +60,13 @@ export async function waitForJobs(
         if (record?.status === 'completed' || record?.status === 'failed') pending.delete(id);
       }),
     );
-    if (pending.size > 0) await new Promise((r) => setTimeout(r, 250));
+    return pending.size === 0;
+  };
+  try {
+    await waitUntil(`${latest.size} job(s) to finish`, finished, { timeoutMs, intervalMs: 250 });
+  } catch (err) {
+    // The caller reports what did not finish from the records themselves.
+    if (!(err instanceof WaitTimeoutError)) throw err;
   }
   return latest;
 }

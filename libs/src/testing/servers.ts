@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { waitUntil } from './wait.js';
 
 /** A port the OS says is free now. */
 export async function freePort(): Promise<number> {
@@ -18,21 +19,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const sock = netConnect({ port, host: '127.0.0.1' });
-      sock.once('connect', () => {
-        sock.destroy();
-        resolve(true);
-      });
-      sock.once('error', () => resolve(false));
+/** Whether something accepts TCP connections on 127.0.0.1:`port` now. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const sock = netConnect({ port, host: '127.0.0.1' });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
     });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`port ${port} did not open within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    sock.once('error', () => resolve(false));
+  });
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:`port`. */
+export async function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
+  await waitUntil(`port ${port} to accept connections`, () => accepts(port), { timeoutMs });
 }
 
 export interface TestServer {
@@ -70,14 +71,16 @@ export function managed(
     port,
     dir,
     async start() {
-      child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      const proc = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      child = proc;
       let stderr = '';
-      child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-      const failed = new Promise<never>((_, reject) =>
-        child?.once('exit', (code) => reject(new Error(`${command} exited (${code}): ${stderr}`))),
-      );
-      failed.catch(() => undefined);
-      await Promise.race([waitForPort(port), failed]);
+      proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+      await waitUntil(`${command} to accept connections on port ${port}`, () => {
+        // A server that died (port taken, bad argument) ends the wait at once, with its words.
+        if (proc.exitCode !== null || proc.signalCode !== null)
+          throw new Error(`${command} exited (${proc.exitCode ?? proc.signalCode}): ${stderr}`);
+        return accepts(port);
+      });
     },
     async stop() {
       await killProcess(child);

@@ -5,11 +5,13 @@
  * HTTP server and the services as child processes, all on loopback. While a bounded stream of
  * submissions and lookups runs, it restarts NATS and Redis, SIGKILLs and SIGTERMs workers, the
  * janitor and the gateway, and sends a few hundred malformed requests. Then it waits for every
- * accepted job and prints one table. Exit code 1 if a job was lost or a 5xx other than a 503
- * with Retry-After (a backend down) was seen.
+ * accepted job, scans every record, index entry and file (`record-scan.ts`), and prints one
+ * table. Exit code 1 if a job was lost, a 5xx other than a 503 with Retry-After (a backend
+ * down) was seen, or a record was stuck or anything orphaned once the load had settled.
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createRedis, createStorage, type Redis } from '@media-jobs/libs';
 import {
   NO_RATE_LIMITS,
   freePort,
@@ -23,6 +25,7 @@ import {
   type Platform,
   type ServiceProcess,
 } from '@media-jobs/libs/testing';
+import { describeScan, scanRecords, type RecordScan } from './record-scan.js';
 
 /** Requests a second, of which JOBS_PER_SECOND are new jobs: every NORMALIZE_EVERY-th an upload to normalize, the rest downloads. */
 const REQUESTS_PER_SECOND = 20;
@@ -33,6 +36,12 @@ const MAX_IN_FLIGHT = 64;
 const WORKER_KILLS = 10;
 const BAD_INPUTS = 300;
 const DRAIN_TIMEOUT_MS = 90_000;
+/**
+ * How long the final scan waits for a clean result after the drain: jobs nobody accepted (a
+ * 202 lost with a killed connection) may still run, and a lost request is queued again by the
+ * reconciler within about two ack waits (JOB_ACK_WAIT_SECONDS is 3 here).
+ */
+const SETTLE_TIMEOUT_MS = 30_000;
 
 const started = Date.now();
 const clock = () => {
@@ -467,12 +476,23 @@ interface Results {
   failed: number;
   outputs: number;
   leftovers: number;
+  scan: RecordScan;
 }
 
 /** Prints the one table; 0 when nothing was lost and every fault was survived. */
 function report(results: Results): number {
-  const { load, faults, badInputs, loadSeconds, restartRefusals, completed, failed, outputs, leftovers } =
-    results;
+  const {
+    load,
+    faults,
+    badInputs,
+    loadSeconds,
+    restartRefusals,
+    completed,
+    failed,
+    outputs,
+    leftovers,
+    scan,
+  } = results;
   const lost = load.accepted.size - completed;
   const uploads = [...load.accepted].filter((id) => !id.endsWith('_best')).length;
   const t = load.tally;
@@ -510,12 +530,38 @@ function report(results: Results): number {
       'output files / tmp leftovers',
       `${outputs} (one per completed job: ${outputs === completed}) / ${leftovers}`,
     ],
+    ['records stuck or orphaned', describeScan(scan)],
   ];
   process.stdout.write(`\n${table(rows)}\n`);
   if (other5xx > 0) process.stdout.write(`unexpected 5xx: ${t.unexpected5xx.slice(0, 10).join(', ')}\n`);
+  for (const o of scan.offenders) process.stdout.write(`${o.what}: ${o.subject}: ${o.reason}\n`);
   const ok =
-    lost === 0 && other5xx === 0 && survived === faults.length && outputs === completed && leftovers === 0;
+    lost === 0 &&
+    other5xx === 0 &&
+    survived === faults.length &&
+    outputs === completed &&
+    leftovers === 0 &&
+    scan.offenders.length === 0;
   return ok ? 0 : 1;
+}
+
+/** Scans until nothing is stuck or orphaned, or `SETTLE_TIMEOUT_MS` passed; the last scan. */
+async function settledScan(stack: Stack): Promise<RecordScan> {
+  const redis: Redis = createRedis({ redisUrl: stack.platform.redis.url });
+  const storage = createStorage(stack.platform.dataDir);
+  try {
+    const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+    for (;;) {
+      const scan = await scanRecords(redis, storage);
+      if (scan.offenders.length === 0 || Date.now() >= deadline) {
+        say(`final scan: ${describeScan(scan)}`);
+        return scan;
+      }
+      await sleep(1000);
+    }
+  } finally {
+    redis.disconnect();
+  }
 }
 
 async function main(): Promise<number> {
@@ -566,6 +612,7 @@ async function main(): Promise<number> {
     const folder = (name: string) => readdir(join(stack.platform.dataDir, name)).catch(() => [] as string[]);
     const outputs = (await folder('downloads')).length + (await folder('normalized')).length;
     const leftovers = (await folder('tmp')).length;
+    const scan = await settledScan(stack);
 
     return report({
       load,
@@ -577,6 +624,7 @@ async function main(): Promise<number> {
       failed,
       outputs,
       leftovers,
+      scan,
     });
   } finally {
     clearInterval(progress);

@@ -1,5 +1,6 @@
 import type {
   Config,
+  DeletionHooks,
   EventPublisher,
   JobQueue,
   JobStore,
@@ -19,4 +20,11 @@ export interface GatewayDeps {
   queue: JobQueue;
   storage: Storage;
   events: EventPublisher;
+  /** Test seams only; production passes none. */
+  hooks?: GatewayHooks;
+}
+
+export interface GatewayHooks {
+  /** Between the steps of `DELETE /jobs/:id`. */
+  deletion?: DeletionHooks;
 }

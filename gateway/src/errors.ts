@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { AppError, isAppError, type Logger } from '@media-jobs/libs';
+import { AppError, backendOutage, isAppError, type BackendConnections, type Logger } from '@media-jobs/libs';
 
 const MULTIPART_ERRORS =
   /^(Unexpected end of (form|file)|Malformed (part header|content type|urlencoded form)|Multipart: Boundary not found|Unsupported content type|Missing Content-Type|Request (aborted|closed))/;
@@ -14,7 +14,9 @@ function fromFrameworkError(err: unknown): AppError | null {
     return new AppError('request.too_large', 'the request body is larger than allowed', { status: 413 });
   if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported')
     return new AppError('request.unsupported_encoding', e.message ?? 'unsupported encoding', { status: 415 });
-  // busboy (under multer) throws plain Errors for a broken multipart body, or a client gone mid-upload.
+  // busboy 1.6 (under multer) throws plain Errors with no code for a broken multipart body
+  // (lib/index.js, lib/types/multipart.js), and multer 2.5 does the same for a client gone
+  // mid-upload ('Request aborted', 'Request closed'); only their text tells them apart.
   if (err instanceof Error && MULTIPART_ERRORS.test(err.message))
     return new AppError('request.invalid_multipart', `invalid multipart body: ${err.message}`, {
       status: 400,
@@ -33,25 +35,18 @@ function fromFrameworkError(err: unknown): AppError | null {
   return null;
 }
 
-/** Redis or NATS unreachable: a 503 the client may retry, never a 500. */
-function fromBackendError(err: unknown): AppError | null {
-  const message = err instanceof Error ? err.message : '';
-  if (
-    /Connection is closed|ECONNREFUSED|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|ETIMEDOUT|connection timeout/i.test(
-      message,
-    )
-  ) {
-    return new AppError(
-      'backend.unavailable',
-      'a backing service (Redis or NATS) is not reachable; try again shortly',
-      {
-        status: 503,
-        retryable: true,
-        cause: err,
-      },
-    );
-  }
-  return null;
+const BACKEND_NAMES = { redis: 'Redis', nats: 'NATS' } as const;
+
+/** Redis or NATS unreachable (by error class, code or connection state): a 503 the client may retry, never a 500. */
+function fromBackendError(err: unknown, connections: BackendConnections): AppError | null {
+  const outage = backendOutage(err, connections);
+  if (!outage) return null;
+  const which = outage.backend ? BACKEND_NAMES[outage.backend] : 'a backing service (Redis or NATS)';
+  return new AppError('backend.unavailable', `${which} is not reachable; try again shortly`, {
+    status: 503,
+    retryable: true,
+    cause: err,
+  });
 }
 
 export const notFoundRoute: RequestHandler = (req, _res, next) => {
@@ -60,9 +55,9 @@ export const notFoundRoute: RequestHandler = (req, _res, next) => {
 
 /** The one error handler: every error becomes `{"error": {code, message, details?}}` with its status. */
 export const errorHandler =
-  (logger: Logger): ErrorRequestHandler =>
+  (logger: Logger, connections: BackendConnections = {}): ErrorRequestHandler =>
   (err, req, res, _next) => {
-    const appError = isAppError(err) ? err : (fromFrameworkError(err) ?? fromBackendError(err));
+    const appError = isAppError(err) ? err : (fromFrameworkError(err) ?? fromBackendError(err, connections));
     if (!appError || appError.status >= 500) {
       logger.error({ err, req: { method: req.method, url: req.originalUrl } }, 'Request failed');
     }

@@ -10,6 +10,7 @@ import {
   type Logger,
 } from '@media-jobs/libs';
 import { createApp } from './app.js';
+import type { GatewayHooks } from './deps.js';
 
 export interface Gateway {
   readonly url: string;
@@ -21,9 +22,10 @@ export interface Gateway {
 export async function startGateway(
   config: Config,
   logger: Logger = createLogger('gateway', config),
+  options: { hooks?: GatewayHooks } = {},
 ): Promise<Gateway> {
   const ctx = await openContext('gateway', config, logger);
-  const app = createApp({ ...ctx, queue: new JobQueue(ctx.nc) });
+  const app = createApp({ ...ctx, queue: new JobQueue(ctx.nc), ...options });
   const server: Server = createServer(
     {
       // Node's default, pinned so a --max-http-header-size flag cannot raise it: larger is a 431.

@@ -12,7 +12,8 @@ import { jobRequestMessage } from './events.js';
 import type { JobEventBody } from './events-publisher.js';
 import type { JobKind, JobRecord } from './job-record.js';
 import type { StoredJob } from './job-store.js';
-import { removeFiles, makeWorkDir } from './storage.js';
+import { makeWorkDir } from './storage.js';
+import { discardStaleOutput } from './job-deletion.js';
 import type { ServiceContext } from './service.js';
 import { CONSUMERS, JOBS_STREAM } from './subjects.js';
 
@@ -362,14 +363,12 @@ export class JobRunner {
   }
 
   /**
-   * Removes the output of a run whose job was deleted or replaced meanwhile. Result paths are
-   * per job id, so a newer job with the same id may already have completed with a file at the
-   * same path (same id, same source, same content): that one stays.
+   * Removes the output of a run whose job was deleted or replaced meanwhile, under the key's
+   * tombstone (see `discardStaleOutput`): a newer job with the same id keeps its files.
    */
   private async discardOutput(output: JobOutput, kind: JobKind, id: string): Promise<void> {
-    const current = await this.ctx.store.get(kind, id).catch(() => null);
-    if (current?.record.status === 'completed') return;
-    await removeFiles(output.files);
+    const outcome = await discardStaleOutput(this.ctx.redis, kind, id, output.files);
+    this.ctx.logger.debug({ job_id: id, outcome }, 'Output of a replaced run handled');
   }
 
   /** A job back in the queue is a transition too: subscribers see `queued` again, with why. */

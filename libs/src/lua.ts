@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { redisReplyCode } from './backend-errors.js';
 
 /**
  * A Lua script run by its SHA (EVALSHA), so the hot paths do not send the script text with
@@ -16,7 +17,7 @@ export class LuaScript {
     try {
       return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (err) {
-      if (!(err instanceof Error) || !err.message.includes('NOSCRIPT')) throw err;
+      if (redisReplyCode(err) !== 'NOSCRIPT') throw err;
       return redis.eval(this.source, keys.length, ...keys, ...args);
     }
   }

@@ -4,8 +4,8 @@ import type { Redis } from 'ioredis';
 /**
  * Short-lived Redis markers that keep the janitor's file deletion away from live jobs.
  *
- * While the janitor (or a DELETE) removes the files of a job key, it holds the tombstone
- * `sweeping:<key>`; `JobStore.claim` and `retainUpload` wait while one exists. So a job
+ * While the janitor, a DELETE or a worker discarding a stale run's output (`job-deletion.ts`)
+ * removes the files of a job key, it holds the tombstone `sweeping:<key>`; `JobStore.claim` and `retainUpload` wait while one exists. So a job
  * re-created with the same id, or a new job taking a shared upload, only starts once the
  * old files are gone, and its own files are never in the way of a deletion. Tombstones
  * expire by themselves, so a janitor killed mid-way blocks nobody for long.

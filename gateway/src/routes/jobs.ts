@@ -1,6 +1,6 @@
 import { basename, join } from 'node:path';
 import { Router } from 'express';
-import { AppError, badRequest, releaseJobFiles } from '@media-jobs/libs';
+import { AppError, badRequest, deleteJob } from '@media-jobs/libs';
 import type { GatewayDeps } from '../deps.js';
 import { jobView } from '../job-view.js';
 import { listQuerySchema } from '../schemas.js';
@@ -57,9 +57,11 @@ export function jobRoutes(deps: GatewayDeps): Router {
 
   router.delete('/jobs/:id', async (req, res) => {
     const { record } = await requireJob(deps, jobIdParam(req));
-    const removed = await deps.store.remove(record.kind, record.id);
-    if (!removed) throw new AppError('job.not_found', `no job with id ${record.id}`, { status: 404 });
-    const freed = await releaseJobFiles(deps.redis, deps.storage, record.kind, record.id);
+    // Record and files go under the key's tombstone, so a new identical submission waits
+    // until the files are gone instead of completing into a file this deletion then removes.
+    const deletion = deps.hooks?.deletion;
+    const freed = await deleteJob(deps.redis, deps.storage, record.kind, record.id, deletion);
+    if (!freed) throw new AppError('job.not_found', `no job with id ${record.id}`, { status: 404 });
     const files = freed.removed.map((p) => basename(p));
     deps.events.job(record.kind, record.id, 'deleted', { files, bytes_freed: freed.bytes });
     res.json({ id: record.id, kind: record.kind, deleted: true, files, bytes_freed: freed.bytes });

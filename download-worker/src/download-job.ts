@@ -3,6 +3,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import {
   AppError,
   QUALITIES,
+  downloadFetchUrl,
   findResultFiles,
   removeFiles,
   runProcess,
@@ -36,7 +37,8 @@ export interface DownloadJobDeps {
 }
 
 interface DownloadRequest {
-  url: string;
+  /** What yt-dlp is given: decided by the job id (`downloadFetchUrl`), not taken from the user as sent. */
+  fetchUrl: string;
   quality: Quality;
 }
 
@@ -52,7 +54,7 @@ const DOWNLOAD_SHARE = 0.95;
 /** Runs yt-dlp for one download job, probes the result and renames it to `downloads/<id>.<ext>`. */
 export function createDownloadHandler(deps: DownloadJobDeps): JobHandler {
   return async (run: JobRun): Promise<JobOutput> => {
-    const request = parseRequest(run.job.request);
+    const request = parseRequest(run.job.id, run.job.request);
     const log = deps.logger.child({ job_id: run.job.id, attempt: run.attempt });
     await removeEarlierWorkDirs(deps.storage, run);
     run.progress(0, 'downloading');
@@ -79,15 +81,25 @@ export function createDownloadHandler(deps: DownloadJobDeps): JobHandler {
   };
 }
 
-/** The gateway validated the request; a worker still refuses anything that could reach yt-dlp as an option. */
-function parseRequest(request: Record<string, unknown>): DownloadRequest {
+/**
+ * The gateway validated the request; a worker still refuses anything that could reach yt-dlp
+ * as an option. The id says what to fetch: a YouTube id is its canonical watch URL, so the
+ * file under an id is always that video, whatever URL form the record holds.
+ */
+function parseRequest(jobId: string, request: Record<string, unknown>): DownloadRequest {
   const { url, quality = 'best' } = request;
   const invalid = (why: string) => new AppError('download.invalid_request', why, { status: 400 });
   if (typeof url !== 'string' || !/^https?:\/\//i.test(url)) throw invalid('the job has no http(s) url');
   if (typeof quality !== 'string' || !(QUALITIES as readonly string[]).includes(quality)) {
     throw invalid(`unknown quality ${JSON.stringify(quality)}`);
   }
-  return { url, quality: quality as Quality };
+  let fetchUrl: string;
+  try {
+    fetchUrl = downloadFetchUrl(jobId, url);
+  } catch {
+    throw invalid('the job url is not a valid URL');
+  }
+  return { fetchUrl, quality: quality as Quality };
 }
 
 async function runYtDlp(
@@ -103,7 +115,7 @@ async function runYtDlp(
     ? null
     : await startEgressProxy({ logger: log, ...deps.egress });
   const args = buildYtDlpArgs({
-    url: request.url,
+    url: request.fetchUrl,
     quality: request.quality,
     workDir: run.workDir,
     ffmpegPath: config.ffmpegPath,

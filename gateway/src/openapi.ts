@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { JOB_EVENT_TYPES, downloadResultSchema, normalizeResultSchema } from '@media-jobs/libs';
+import { PROBE_TIMEOUT_MS } from './routes/probe.js';
 import {
   adminStatsSchema,
   deleteResultSchema,
@@ -12,6 +13,8 @@ import {
   jobViewSchema,
   listQuerySchema,
   normalizeFormSchema,
+  probeQuerySchema,
+  probeResultSchema,
   readySchema,
   sweepSummarySchema,
 } from './schemas.js';
@@ -35,6 +38,7 @@ export const COMPONENT_SCHEMAS = {
   JobEvent: jobEventViewSchema,
   DownloadResult: downloadResultSchema,
   NormalizeResult: normalizeResultSchema,
+  ProbeResult: probeResultSchema,
 } as const;
 
 const ref = (name: keyof typeof COMPONENT_SCHEMAS | 'DownloadRequest' | 'NormalizeForm'): Json => ({
@@ -97,15 +101,17 @@ const idParam = {
   schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,128}$' },
 };
 
-function listParameters(): Json[] {
-  const query = z.toJSONSchema(listQuerySchema, { target: 'draft-2020-12', io: 'input' }) as {
+/** A query schema as OpenAPI parameters, in input form: a field with a default is optional. */
+function queryParameters(schema: z.ZodObject): Json[] {
+  const query = z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input' }) as {
     properties: Record<string, Json>;
+    required?: string[];
   };
-  return Object.entries(query.properties).map(([name, schema]) => ({
+  return Object.entries(query.properties).map(([name, property]) => ({
     name,
     in: 'query',
-    required: false,
-    schema,
+    required: query.required?.includes(name) ?? false,
+    schema: property,
   }));
 }
 
@@ -153,10 +159,25 @@ function paths(): Json {
         },
       },
     },
+    '/probe': {
+      get: {
+        ...keyed,
+        summary: 'What POST /download with these fields would do, without a job, and what the source offers',
+        description: `The same checks and 400s as POST /download (a playlist or channel is \`url.playlist\`), the media id and job id, whether a live job has that id, and the title, duration and qualities from \`yt-dlp --dump-json\` (at most ${PROBE_TIMEOUT_MS / 1000} s, behind the same private-address policy as a download). When yt-dlp cannot read the source, the answer is still 200, with \`source_error\`.`,
+        parameters: queryParameters(probeQuerySchema),
+        responses: {
+          200: json(ref('ProbeResult'), 'What a submission would do'),
+          400: E[400],
+          ...E401,
+          429: E[429],
+          503: error('Redis is not reachable, or too many probes are running; see `Retry-After`'),
+        },
+      },
+    },
     '/jobs': {
       get: {
         summary: 'Recent jobs, newest first, filtered by kind and status',
-        parameters: listParameters(),
+        parameters: queryParameters(listQuerySchema),
         responses: { 200: json(ref('JobList'), 'One page'), 400: E[400], 429: E[429], 503: E[503] },
       },
     },

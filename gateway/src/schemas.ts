@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import {
+  DEFAULT_16K_FORMAT,
+  DEFAULT_OUTPUT_FORMAT,
   JOB_KINDS,
   JOB_STATUSES,
   OPERATIONS,
@@ -31,7 +33,7 @@ export const downloadBodySchema = z.object(
       .string({ error: 'url is required and must be a string' })
       .max(MAX_URL_LENGTH, `url must be at most ${MAX_URL_LENGTH} characters`)
       .describe(
-        'http(s) URL of the video page or media file; YouTube URLs in any form map to one job per video',
+        'http(s) URL of one video page or media file, without user name or password. A URL yt-dlp takes as one YouTube video (every form its YouTube extractor accepts) is that video: one job per video. A playlist, channel, search or feed URL is a 400 (`url.playlist`)',
       ),
     quality: z
       .enum(QUALITIES, { error: `quality must be one of ${QUALITIES.join(', ')}` })
@@ -40,6 +42,71 @@ export const downloadBodySchema = z.object(
   },
   { error: 'the body must be a JSON object {"url", "quality"}' },
 );
+
+const urlField = (what: string) =>
+  z
+    .string({ error: 'url is required and must be a string' })
+    .max(MAX_URL_LENGTH, `url must be at most ${MAX_URL_LENGTH} characters`)
+    .describe(what);
+const qualityField = z
+  .enum(QUALITIES, { error: `quality must be one of ${QUALITIES.join(', ')}` })
+  .default('best');
+
+/** `GET /probe` query: the fields of `POST /download`. */
+export const probeQuerySchema = z.object({
+  url: urlField('The URL a `POST /download` would carry'),
+  quality: qualityField.describe('The quality a `POST /download` would ask for'),
+});
+
+const offeredQualitySchema = z.object({
+  quality: z.enum(QUALITIES),
+  width: z
+    .number()
+    .int()
+    .min(0)
+    .nullable()
+    .describe('Width of the rendition it selects; null when unknown or audio'),
+  height: z
+    .number()
+    .int()
+    .min(0)
+    .nullable()
+    .describe('Height of the rendition it selects; null when unknown or audio'),
+});
+
+/** `GET /probe` answer: what a submission would do, and what the source offers. */
+export const probeResultSchema = z
+  .object({
+    url: z.string().describe('The URL as parsed'),
+    quality: z.enum(QUALITIES),
+    media_id: z.string().describe('The YouTube video id, or `u` + 16 hex of the canonical URL'),
+    job_id: z.string().describe('`<media_id>_<quality>`: the job a `POST /download` would give'),
+    source: z
+      .enum(['youtube', 'url'])
+      .describe('`youtube` when the URL is one YouTube video by yt-dlp rules'),
+    fetch_url: z
+      .string()
+      .describe("What yt-dlp is given: a YouTube id's canonical watch URL, or the canonical URL"),
+    cached: z
+      .boolean()
+      .describe('True when a live job has this id: a `POST /download` answers 200 with it (`cache_hit`)'),
+    status: z.enum(JOB_STATUSES).nullable().describe('Status of the job with this id, if there is one'),
+    title: z.string().nullable(),
+    duration_s: z.number().min(0).nullable(),
+    extractor: z.string().nullable().describe("yt-dlp's extractor, e.g. `youtube`, `generic`"),
+    qualities: z
+      .array(offeredQualitySchema)
+      .describe(
+        'Qualities worth asking for, each with the rendition it selects: `best`, one bound per rendition, `worst`, and `audio` when there is audio',
+      ),
+    source_error: z
+      .object({ code: z.string(), message: z.string() })
+      .nullable()
+      .describe(
+        'Why yt-dlp could not read the source (a submission would be accepted and fail with it); null when it could',
+      ),
+  })
+  .describe('Result of GET /probe');
 
 /** `GET /jobs` query. */
 export const listQuerySchema = z.object({
@@ -69,7 +136,12 @@ export const normalizeFormSchema = z.object({
     .array(z.enum(OPERATIONS))
     .min(1)
     .describe('Operations to apply, repeated or comma-separated; also accepted as `operations`'),
-  format: z.enum(OUTPUT_FORMATS).default(OUTPUT_FORMATS[0]).describe('Output format'),
+  format: z
+    .enum(OUTPUT_FORMATS)
+    .optional()
+    .describe(
+      `Output format; without it ${DEFAULT_OUTPUT_FORMAT}, or ${DEFAULT_16K_FORMAT} with \`sample_rate_16k\` (an Opus file always decodes at 48 kHz, so \`opus\` with \`sample_rate_16k\` is a 400)`,
+    ),
   target_lufs: z
     .number()
     .min(TARGET_LUFS_RANGE.min)

@@ -1,9 +1,10 @@
 import {
-  DEFAULT_OUTPUT_FORMAT,
   OPERATIONS,
   OUTPUT_FORMATS,
   TARGET_LUFS_RANGE,
   badRequest,
+  defaultOutputFormat,
+  formatConflict,
   isOperation,
   isOutputFormat,
   roundLufs,
@@ -68,9 +69,10 @@ function parseOperations(body: Record<string, unknown>): Operation[] {
   return sortOperations(ops);
 }
 
-function parseFormat(body: Record<string, unknown>): OutputFormat {
+/** The format asked for; without one, the default that holds what the operations promise. */
+function parseFormat(body: Record<string, unknown>, operations: Operation[]): OutputFormat {
   const raw = body['format'];
-  if (raw === undefined || raw === '') return DEFAULT_OUTPUT_FORMAT;
+  if (raw === undefined || raw === '') return defaultOutputFormat(operations);
   const format = String(raw).trim().toLowerCase();
   if (!isOutputFormat(format)) {
     throw badRequest(
@@ -81,6 +83,8 @@ function parseFormat(body: Record<string, unknown>): OutputFormat {
       },
     );
   }
+  const conflict = formatConflict(format, operations);
+  if (conflict) throw badRequest('normalize.format_conflict', conflict, { format, operations });
   return format;
 }
 
@@ -105,7 +109,7 @@ function parseTarget(body: Record<string, unknown>, fallback: number): number {
 export function parseNormalizeForm(body: unknown, defaultTargetLufs: number): NormalizeForm {
   const fields = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
   const operations = parseOperations(fields);
-  const format = parseFormat(fields);
+  const format = parseFormat(fields, operations);
   const target = parseTarget(fields, defaultTargetLufs);
   return { operations, format, targetLufs: operations.includes('normalize_volume') ? target : null };
 }

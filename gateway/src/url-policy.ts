@@ -27,6 +27,9 @@ export function parseSubmittedUrl(raw: string): URL {
     );
   }
   if (!url.hostname) throw badRequest('download.invalid_url', 'url has no host');
+  // Credentials would be stored in the record and shown to everyone who gets the job.
+  if (url.username || url.password)
+    throw badRequest('download.invalid_url', 'url must not contain a user name or password');
   return url;
 }
 

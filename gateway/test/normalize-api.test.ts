@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { jobEventSchema, normalizeResultSchema, uploadRefsKey, type JobEvent } from '@media-jobs/libs';
-import { ffprobe, run, startPlatform, type Platform } from '@media-jobs/libs/testing';
+import { ffprobe, run, startPlatform, waitUntil, type Platform } from '@media-jobs/libs/testing';
 import { startGateway, type Gateway } from '../src/gateway.js';
 import { startNormalizeWorker, type NormalizeWorker } from '../../normalize-worker/src/worker.js';
 import { fetchDocCheck, type DocCheck } from './openapi-check.js';
@@ -85,14 +85,17 @@ async function waitForStatus(
   timeoutMs = 30_000,
   base = gateway.url,
 ): Promise<Record<string, any>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const body = (await (await fetch(`${base}/jobs/${id}`)).json()) as Record<string, any>;
-    if (body.status === status) return body;
-    if (Date.now() > deadline)
-      throw new Error(`job ${id} is ${body.status}, not ${status}: ${JSON.stringify(body)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  return waitUntil(
+    `job ${id} to be ${status}`,
+    async () => {
+      const body = (await (await fetch(`${base}/jobs/${id}`)).json()) as Record<string, any>;
+      // Ended otherwise: it never will be, so fail now with what it says.
+      if (body.status !== status && (body.status === 'completed' || body.status === 'failed'))
+        throw new Error(`job ${id} ended ${body.status}: ${JSON.stringify(body)}`);
+      return body;
+    },
+    { timeoutMs, intervalMs: 100, until: (body) => body.status === status },
+  );
 }
 
 const tmpFiles = () => readdir(join(platform.dataDir, 'tmp'));
@@ -154,8 +157,9 @@ describe('POST /normalize', () => {
     const sha = first.body.request.upload.sha256 as string;
     expect((await uploads()).filter((n) => n.startsWith(sha))).toHaveLength(1);
     expect(await redis.smembers(uploadRefsKey(sha.slice(0, 16)))).toContain(`audio_job:${first.body.id}`);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(events.some((e) => e.event.job_id === first.body.id && e.event.type === 'cache_hit')).toBe(true);
+    await waitUntil(`the cache_hit event of ${first.body.id}`, () =>
+      events.some((e) => e.event.job_id === first.body.id && e.event.type === 'cache_hit'),
+    );
     await waitForStatus(first.body.id, 'completed');
   });
 
@@ -358,7 +362,7 @@ describe('POST /normalize with the queue down', () => {
       const res = await postNormalize([['operations[]', 'sample_rate_16k']]);
       expect(res.status).toBe(503);
       expect(res.body.error.code).toBe('queue.unavailable');
-      const keys = await redis.keys('audio_job:*_sample_rate_16k-opus');
+      const keys = await redis.keys('audio_job:*_sample_rate_16k-flac');
       expect(keys).toEqual([]);
     } finally {
       await platform.nats.start();

@@ -76,6 +76,7 @@ describe('the OpenAPI document', () => {
     const expected: Record<string, string[]> = {
       '/download': ['post'],
       '/normalize': ['post'],
+      '/probe': ['get'],
       '/jobs': ['get'],
       '/jobs/{id}': ['get', 'delete'],
       '/jobs/{id}/file': ['get'],

@@ -14,6 +14,24 @@ export type Operation = (typeof OPERATIONS)[number];
 export const OUTPUT_FORMATS = ['opus', 'mp3', 'm4a', 'wav', 'flac'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 export const DEFAULT_OUTPUT_FORMAT: OutputFormat = 'opus';
+/**
+ * The format when a request names none and asks for `sample_rate_16k`: every Ogg Opus file
+ * decodes at 48 kHz whatever it was encoded from, so opus cannot hold 16 kHz. FLAC holds the
+ * same 16-bit samples as WAV, losslessly, in about half the bytes.
+ */
+export const DEFAULT_16K_FORMAT: OutputFormat = 'flac';
+
+/** The output format of a request that names none. */
+export function defaultOutputFormat(operations: readonly Operation[]): OutputFormat {
+  return operations.includes('sample_rate_16k') ? DEFAULT_16K_FORMAT : DEFAULT_OUTPUT_FORMAT;
+}
+
+/** Why a format cannot hold what the operations promise, or null when it can. */
+export function formatConflict(format: OutputFormat, operations: readonly Operation[]): string | null {
+  if (format === 'opus' && operations.includes('sample_rate_16k'))
+    return 'an Opus file always decodes at 48 kHz, so format opus cannot hold sample_rate_16k; leave format out (flac) or choose flac, wav, mp3 or m4a';
+  return null;
+}
 
 /** The range of a request's `target_lufs`, the same rule as `NORMALIZE_TARGET_LUFS`. */
 export const TARGET_LUFS_RANGE = { min: -70, max: -5 } as const;

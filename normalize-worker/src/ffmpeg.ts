@@ -13,6 +13,8 @@ export interface MediaInfo {
   sampleRate: number;
   channels: number;
   hasVideo: boolean;
+  /** Size of the file in bytes as ffprobe read it; absent when it does not say. */
+  sizeBytes?: number;
 }
 
 export interface Loudness {
@@ -54,7 +56,7 @@ interface ProbeJson {
     channels?: number;
     duration?: string;
   }[];
-  format?: { format_name?: string; duration?: string };
+  format?: { format_name?: string; duration?: string; size?: string };
 }
 
 /** The first audio stream of ffprobe's JSON, or null when the file has none. */
@@ -64,6 +66,7 @@ export function parseProbe(stdout: string): MediaInfo | null {
   const audio = streams.find((s) => s.codec_type === 'audio');
   if (!audio) return null;
   const duration = Number(json.format?.duration ?? audio.duration);
+  const size = Number(json.format?.size);
   return {
     duration: Number.isFinite(duration) && duration > 0 ? duration : null,
     formatName: json.format?.format_name ?? 'unknown',
@@ -71,7 +74,22 @@ export function parseProbe(stdout: string): MediaInfo | null {
     sampleRate: Number(audio.sample_rate) || 0,
     channels: audio.channels ?? 0,
     hasVideo: streams.some((s) => s.codec_type === 'video'),
+    ...(Number.isSafeInteger(size) && size >= 0 && { sizeBytes: size }),
   };
+}
+
+/**
+ * The output format a probed file is, from its container and codec as ffprobe names them,
+ * or null when it is none of ours: the result says what the file holds, not what was asked.
+ */
+export function probedFormat(info: Pick<MediaInfo, 'formatName' | 'codec'>): OutputFormat | null {
+  const containers = info.formatName.split(',');
+  if (containers.includes('ogg') && info.codec === 'opus') return 'opus';
+  if (containers.includes('mp3') && info.codec === 'mp3') return 'mp3';
+  if (containers.includes('mp4') && info.codec === 'aac') return 'm4a';
+  if (containers.includes('wav') && info.codec.startsWith('pcm_')) return 'wav';
+  if (containers.includes('flac') && info.codec === 'flac') return 'flac';
+  return null;
 }
 
 /** The last line of ffprobe's complaint, e.g. "Invalid data found when processing input". */

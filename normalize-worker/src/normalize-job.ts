@@ -11,6 +11,7 @@ import {
   type NormalizeLoudness,
   type NormalizeRequest,
   type NormalizeResult,
+  type OutputFormat,
   type Storage,
 } from '@media-jobs/libs';
 import {
@@ -20,6 +21,7 @@ import {
   planGain,
   planOutput,
   preGainFilters,
+  probedFormat,
   type GainPlan,
   type Loudness,
   type MediaInfo,
@@ -101,12 +103,19 @@ async function normalize(deps: NormalizeJobDeps, run: JobRun, signal: AbortSigna
     { input, output: workOutput, plan, pre, duration: info.duration },
     step,
   );
+  // Every field of the result that describes the file is read from the file itself.
   const output = await probeMedia(tools, workOutput, signal);
+  const format = probedFormat(output);
+  if (format !== plan.format)
+    throw new AppError(
+      'normalize.output_mismatch',
+      `the output was to be ${plan.format} but ffprobe reads ${output.formatName}/${output.codec}`,
+    );
   const inputLoudness = step ? { ...step.input, truePeak: await step.inputTruePeak } : null;
-  const { size } = await stat(workOutput);
+  const size = output.sizeBytes ?? (await stat(workOutput)).size;
   const final = join(deps.storage.normalized, `${run.job.id}.${plan.ext}`);
   await rename(workOutput, final);
-  const result = describeResult(run.job.id, request, plan, info, output, size);
+  const result = describeResult(run.job.id, request, { ext: plan.ext, format }, info, output, size);
   if (step && inputLoudness && measured) result.loudness = describeLoudness(step, inputLoudness, measured);
   return { result, files: [final] };
 }
@@ -245,19 +254,20 @@ function loudnessView(l: Loudness): NormalizeLoudness['input'] {
   return { integrated_lufs: l.integrated, loudness_range_lu: l.lra, true_peak_dbtp: l.truePeak };
 }
 
+/** `output` and `size` are ffprobe's reading of the written file, `format` what that reading is. */
 function describeResult(
   id: string,
   request: NormalizeRequest,
-  plan: OutputPlan,
+  file: { ext: string; format: OutputFormat },
   input: MediaInfo,
   output: MediaInfo,
   size: number,
 ): NormalizeResult {
   return {
-    file: `${id}.${plan.ext}`,
+    file: `${id}.${file.ext}`,
     size_bytes: size,
     duration_s: output.duration,
-    format: plan.format,
+    format: file.format,
     codec: output.codec,
     sample_rate: output.sampleRate,
     channels: output.channels,

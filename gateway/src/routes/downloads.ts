@@ -1,5 +1,5 @@
 import express, { Router } from 'express';
-import { badRequest, downloadJobId } from '@media-jobs/libs';
+import { badRequest, resolveMediaTarget } from '@media-jobs/libs';
 import type { GatewayDeps } from '../deps.js';
 import { downloadBodySchema } from '../schemas.js';
 import { submitJob } from '../submit.js';
@@ -18,9 +18,13 @@ export function downloadRoutes(deps: GatewayDeps): Router {
     }
     const { quality } = parsed.data;
     const url = parseSubmittedUrl(parsed.data.url);
-    const id = downloadJobId(url, quality);
-    // A live job was checked when it was created: only a new one needs the DNS look-up.
-    const beforeCreate = deps.config.allowPrivateUrls ? undefined : () => assertPublicUrl(url);
+    // yt-dlp's rules decide the media: a playlist or channel is a 400 here, not a job.
+    const target = resolveMediaTarget(url);
+    const id = `${target.mediaId}_${quality}`;
+    // A live job was checked when it was created: only a new one needs the DNS look-up. A
+    // YouTube id is fetched from www.youtube.com, whatever host the user's URL named.
+    const checkHost = !deps.config.allowPrivateUrls && target.source === 'url';
+    const beforeCreate = checkHost ? () => assertPublicUrl(url) : undefined;
     const submission = await submitJob(deps, 'download', id, { url: url.href, quality }, { beforeCreate });
     res.status(submission.status).json(submission.body);
   });

@@ -34,6 +34,9 @@ if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
 }
 
 const tools = ['ffmpeg', 'ffprobe', process.env.YTDLP_PATH || 'yt-dlp', 'nats-server', 'redis-server'];
+// The web console's browser tests drive Debian's chromium; `npm start` does not need it.
+if (process.env.npm_lifecycle_event === 'pretest')
+  tools.push(process.env.CHROMIUM_PATH || '/usr/bin/chromium');
 const missing = tools.filter((tool) => !found(tool));
 if (missing.length > 0) {
   console.log(`preflight: ${missing.join(', ')} not found; running scripts/setup.sh`);

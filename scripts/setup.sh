@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools media-jobs needs on Debian/Ubuntu: ffmpeg (with ffprobe),
-# yt-dlp, nats-server and redis-server. Only what is missing is installed, so a second
-# run changes nothing and prints one line.
+# yt-dlp, nats-server, redis-server, and chromium for the web console's browser tests.
+# Only what is missing is installed, so a second run changes nothing and prints one line.
 #
 # yt-dlp: Debian's package (bookworm: 2023.03.04) is enough for the tests, which download
 # from a local server, but too old for YouTube today. When this machine's Python can
@@ -56,6 +56,9 @@ for cmd in "${!PACKAGE_OF[@]}"; do
     [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
   fi
 done
+# Debian's chromium, which the web console's tests drive with playwright-core (no browser is
+# ever downloaded); they expect it at /usr/bin/chromium.
+if [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
 # yt-dlp only recommends ca-certificates, and --no-install-recommends skips it: without it
 # every https download fails.
 if [[ " ${missing[*]} " == *" yt-dlp "* ]] && [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then
@@ -141,4 +144,4 @@ if [ -z "$ytdlp" ] || ! "$ytdlp" --version >/dev/null 2>&1; then
 fi
 
 nats=$(command -v nats-server || echo /usr/sbin/nats-server)
-say "ready: ffmpeg $(ffmpeg -version | sed -n '1s/^ffmpeg version \([^ ]*\).*/\1/p'), yt-dlp $("$ytdlp" --version) ($ytdlp), nats-server $("$nats" --version | sed 's/^nats-server: v\{0,1\}//'), redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+say "ready: ffmpeg $(ffmpeg -version | sed -n '1s/^ffmpeg version \([^ ]*\).*/\1/p'), yt-dlp $("$ytdlp" --version) ($ytdlp), nats-server $("$nats" --version | sed 's/^nats-server: v\{0,1\}//'), redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), chromium $(/usr/bin/chromium --version 2>/dev/null | sed -n 's/^Chromium \([^ ]*\).*/\1/p')"

@@ -5,6 +5,7 @@ import { errorHandler, notFoundRoute } from './errors.js';
 import { rateLimits } from './rate-limit.js';
 import { requestLog } from './request-log.js';
 import { adminRoutes } from './routes/admin.js';
+import { consoleRoutes } from './routes/console.js';
 import { docsRoutes } from './routes/docs.js';
 import { downloadRoutes } from './routes/downloads.js';
 import { healthRoutes } from './routes/health.js';
@@ -12,6 +13,7 @@ import { jobEventRoutes } from './routes/job-events.js';
 import { jobRoutes } from './routes/jobs.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { normalizeRoutes } from './routes/normalize.js';
+import { probeRoutes } from './routes/probe.js';
 import { securityHeaders } from './security-headers.js';
 
 /** The HTTP API of DESIGN.md. Routes are thin; the work is in libs and the workers. */
@@ -34,11 +36,13 @@ export function createApp(deps: GatewayDeps): Express {
   app.use(healthRoutes(deps));
   app.use(downloadRoutes(deps));
   app.use(normalizeRoutes(deps));
+  app.use(probeRoutes(deps));
   app.use(jobRoutes(deps));
   app.use(jobEventRoutes(deps));
   app.use(adminRoutes(deps));
   app.use(docsRoutes());
+  app.use(consoleRoutes(deps.config));
   app.use(notFoundRoute);
-  app.use(errorHandler(deps.logger));
+  app.use(errorHandler(deps.logger, { redis: deps.redis }));
   return app;
 }

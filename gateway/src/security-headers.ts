@@ -16,6 +16,14 @@ export const API_CONTENT_SECURITY_POLICY =
 export const DOCS_CONTENT_SECURITY_POLICY =
   "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
+/**
+ * For the web console at `/`: only the gateway's own script, stylesheet, API and result files
+ * (`media-src` for the player), no inline code or styles, and `require-trusted-types-for`
+ * so the page cannot write HTML strings into the DOM.
+ */
+export const CONSOLE_CONTENT_SECURITY_POLICY =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; require-trusted-types-for 'script'";
+
 /** Route-level hook: replaces the API policy for the responses of one route. */
 export function contentSecurityPolicy(policy: string): RequestHandler {
   return (_req, res, next) => {

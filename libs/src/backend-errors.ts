@@ -37,7 +37,7 @@ export interface BackendOutage {
  * throws a class for every failure seen, so only Redis' state is needed.)
  */
 export interface BackendConnections {
-  readonly redis?: Pick<Redis, 'status'> | undefined;
+  readonly redis?: (Pick<Redis, 'status'> & { readonly stream?: { readonly writable: boolean } }) | undefined;
 }
 
 /** Reply codes of a Redis that is up but cannot serve the command now. */
@@ -115,8 +115,11 @@ function redisOutage(err: Error, redis: BackendConnections['redis']): BackendOut
       ? { backend: 'redis', reason: `redis.reply_${reply.toLowerCase()}` }
       : null;
   }
-  // ioredis' plain Errors carry a message only; the client's state says what they mean.
-  if (err.constructor === Error && redis && redis.status !== 'ready') {
+  // ioredis' plain Errors carry a message only; the client's state says what they mean. Its
+  // socket can end a moment before the client leaves `ready` (the server closed it, the
+  // 'close' event has not run yet): a command sent then fails the same way, so an ended
+  // socket counts too, as it does for ioredis itself when it decides a command can be sent.
+  if (err.constructor === Error && redis && (redis.status !== 'ready' || redis.stream?.writable === false)) {
     return { backend: 'redis', reason: 'redis.not_ready' };
   }
   return null;

@@ -7,6 +7,7 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
+import { isBackendOutage } from './backend-errors.js';
 import { AppError, errorMessage } from './errors.js';
 import { jobRequestMessage } from './events.js';
 import type { JobEventBody } from './events-publisher.js';
@@ -231,15 +232,13 @@ export class JobRunner {
       return;
     }
     const request = parsed.data;
-    let claimed: StoredJob | null;
-    try {
+    // Redis away: the request waits instead of being dropped or run blind.
+    const read = await this.withStore(msg, request.job_id, 'Cannot read the job record', async () => {
       const stored = await store.get(this.options.kind, request.job_id);
-      claimed = stored ? await this.begin(stored, request.created_at, msg) : null;
-    } catch (err) {
-      // Redis away: the request waits in the queue instead of being dropped or run blind.
-      this.delay(msg, 'Cannot read the job record; the request is delayed', request.job_id, err);
-      return;
-    }
+      return stored ? await this.begin(stored, request.created_at, msg) : null;
+    });
+    if (!read) return;
+    const claimed = read.value;
     if (!claimed) {
       msg.ack();
       return;
@@ -247,10 +246,40 @@ export class JobRunner {
     await this.execute(claimed, msg, controller);
   }
 
-  /** Puts the request back for a retry delay, for a store that did not answer; no state changes. */
-  private delay(msg: JsMsg, line: string, id: string, err: unknown): void {
-    msg.nak(this.ctx.config.jobRetryDelayMs);
-    this.ctx.logger.warn({ job_id: id, err: errorMessage(err) }, line);
+  /**
+   * Runs a store step, and while Redis is away waits for it with the request held
+   * (`working()`), instead of putting the request back: every nak spends one of its
+   * `max_deliver` deliveries, so an outage longer than a few retry delays (a Sentinel failover
+   * on a loaded machine) would end jobs that never failed. Null when the step did not happen:
+   * the runner is stopping, or the error is no outage (then no state changed and the request is
+   * delayed for one retry delay, as for any error the next delivery may not meet).
+   */
+  private async withStore<T>(
+    msg: JsMsg,
+    id: string,
+    line: string,
+    step: () => Promise<T>,
+  ): Promise<{ value: T } | null> {
+    const { config, logger, redis } = this.ctx;
+    let waiting = false;
+    for (;;) {
+      try {
+        const value = await step();
+        if (waiting) logger.info({ job_id: id }, `${line}: Redis answers again`);
+        return { value };
+      } catch (err) {
+        const outage = isBackendOutage(err, { redis });
+        if (!outage || this.stopping) {
+          msg.nak(config.jobRetryDelayMs);
+          logger.warn({ job_id: id, err: errorMessage(err) }, `${line}; the request is delayed`);
+          return null;
+        }
+        if (!waiting) logger.warn({ job_id: id, err: errorMessage(err) }, `${line}; waiting for Redis`);
+        waiting = true;
+        msg.working();
+        await new Promise((r) => setTimeout(r, Math.min(config.jobRetryDelayMs, this.heartbeatMs)));
+      }
+    }
   }
 
   /**
@@ -323,21 +352,20 @@ export class JobRunner {
     const reason = abortReason(controller.signal);
 
     if (output && !reason && latest) {
-      let done: StoredJob | null;
-      try {
-        done = await this.ctx.store.update(latest, {
+      // While Redis is away the record still says processing and the request is held; should
+      // the runner stop meanwhile, the request goes back (the output stays in place; the next
+      // run replaces it).
+      const written = await this.withStore(msg, id, 'Cannot record the completed job', () =>
+        this.ctx.store.update(latest, {
           status: 'completed',
           progress: 100,
           result: output.result,
           error: undefined,
           expires_at: this.ctx.store.expiresFromNow(),
-        });
-      } catch (err) {
-        // Redis away: the record still says processing, so the request stays queued (the
-        // output stays in place; the next run replaces it).
-        this.delay(msg, 'Cannot record the completed job; the request is delayed', id, err);
-        return;
-      }
+        }),
+      );
+      if (!written) return;
+      const done = written.value;
       if (done) {
         msg.ack();
         const durationMs = Date.now() - started;
@@ -400,15 +428,13 @@ export class JobRunner {
       return;
     }
     const error = { code: appError.code, message: appError.message };
-    let failed: StoredJob | null;
-    try {
-      failed = await store.update(latest, { status: 'failed', error });
-    } catch (e) {
-      // The record must say `failed` before the request is gone and anyone is told: while
-      // Redis is away the request waits and the next delivery ends it.
-      this.delay(msg, 'Cannot record the failed job; the request is delayed', latest.record.id, e);
-      return;
-    }
+    // The record must say `failed` before the request is gone and anyone is told: while Redis
+    // is away the request is held (or, should the runner stop, the next delivery ends it).
+    const written = await this.withStore(msg, latest.record.id, 'Cannot record the failed job', () =>
+      store.update(latest, { status: 'failed', error }),
+    );
+    if (!written) return;
+    const failed = written.value;
     msg.term();
     if (!failed) {
       logger.info({ job_id: latest.record.id }, 'Job deleted or replaced while failing; dropped');

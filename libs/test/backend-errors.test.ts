@@ -116,6 +116,42 @@ describe('backendOutage: Redis', () => {
     expect(await redis.get('x')).toBeNull();
   });
 
+  it('when Redis has closed the socket and the client is still ready, then the plain error of a command sent then is an outage', async () => {
+    const server = await startRedis();
+    servers.push(server);
+    const redis = await serviceClient(server.url);
+    const id = await redis.client('ID');
+    const admin = new Redis(server.url);
+    try {
+      // The server ends the connection; the socket ends its side a tick after its 'end', and
+      // ioredis leaves `ready` only on the socket's 'close', later still. A command sent in
+      // between (here: on the next turn of the event loop) fails on the ended socket.
+      const sentOnEnd = new Promise<{ status: Redis['status']; writable: boolean; err: unknown }>(
+        (resolve) => {
+          redis.stream.once('end', () =>
+            setImmediate(() => {
+              // The client as the error handler sees it when the command fails.
+              const { status } = redis;
+              const { writable } = redis.stream;
+              void rejection(redis.get('x')).then((err) => resolve({ status, writable, err }));
+            }),
+          );
+        },
+      );
+      await admin.client('KILL', 'ID', String(id));
+      const { status, writable, err } = await sentOnEnd;
+      expect([status, writable]).toEqual(['ready', false]);
+      expect((err as Error).constructor).toBe(Error);
+      expect(backendOutage(err, { redis: { status, stream: { writable } } })).toEqual({
+        backend: 'redis',
+        reason: 'redis.not_ready',
+      });
+      expect(backendOutage(err, { redis: { status, stream: { writable: true } } })).toBeNull();
+    } finally {
+      admin.disconnect();
+    }
+  });
+
   it('when the client has quit, then "Connection is closed." is an outage by the client state', async () => {
     const server = await startRedis();
     servers.push(server);

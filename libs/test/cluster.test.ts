@@ -95,10 +95,15 @@ const allCompleted = (ids: string[]): Promise<JobRecord[]> =>
           ),
         ),
       );
-      return records.every((r) => r?.status === 'completed') ? (records as JobRecord[]) : null;
+      return records.map((r) => r ?? { status: 'unreadable' });
     },
-    { timeoutMs: RECOVERY_MS, intervalMs: 100 },
-  );
+    // The statuses seen last are in the error should it time out.
+    {
+      timeoutMs: RECOVERY_MS,
+      intervalMs: 100,
+      until: (records) => records.every((r) => r.status === 'completed'),
+    },
+  ) as Promise<JobRecord[]>;
 
 describe('scale-out: NATS cluster and Redis Sentinel', () => {
   it('when the services start on a cluster, then JOBS and EVENTS have 3 replicas', async () => {

@@ -2,6 +2,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import {
   ACTIVE_INDEX,
   AppError,
@@ -122,7 +123,7 @@ describe('job lifecycle', () => {
     }
   });
 
-  it('when Redis is away as a job fails for good, then the request waits, no failed event goes out while the record says processing, and the job ends failed once Redis is back', async () => {
+  it('when Redis is away as a job fails for good, then the request is held, no failed event goes out while the record says processing, and the job ends failed once Redis is back, without a second run', async () => {
     const ctx = await context();
     let runs = 0;
     await runner(ctx, async () => {
@@ -131,14 +132,17 @@ describe('job lifecycle', () => {
       throw new AppError('download.unavailable', 'the video is gone');
     });
     await submit(ctx, 'failaway_best');
-    await until('the runner to delay the request', async () =>
-      logLines.find((l) => l.includes('Cannot record the failed job; the request is delayed')),
+    await until('the runner to wait for Redis', async () =>
+      logLines.find((l) => l.includes('Cannot record the failed job; waiting for Redis')),
     );
     expect(eventsOf('failaway_best', 'failed')).toHaveLength(0);
+    // Held, not put back: no delivery is spent while Redis is away.
+    const held = await jetstreamManager(ctx.nc).then((m) => m.consumers.info('JOBS', 'download-worker'));
+    expect([held.num_ack_pending, held.num_redelivered]).toEqual([1, 0]);
     await platform.redis.start();
     const record = await finished(ctx, 'failaway_best');
     expect(record).toMatchObject({ status: 'failed', error: { code: 'download.unavailable' } });
-    expect(runs).toBe(2);
+    expect(runs).toBe(1);
     const failed = await until('the failed event', async () => {
       const list = eventsOf('failaway_best', 'failed');
       return list.length > 0 ? list : null;
@@ -146,7 +150,7 @@ describe('job lifecycle', () => {
     expect(failed).toHaveLength(1);
   });
 
-  it('when Redis is away as a job completes, then the request waits and the job completes once Redis is back', async () => {
+  it('when Redis is away as a job completes, then the request is held and the job completes once Redis is back, without a second run', async () => {
     const ctx = await context();
     let runs = 0;
     await runner(ctx, async () => {
@@ -155,12 +159,13 @@ describe('job lifecycle', () => {
       return { result: { run: runs }, files: [] };
     });
     await submit(ctx, 'doneaway_best');
-    await until('the runner to delay the request', async () =>
-      logLines.find((l) => l.includes('Cannot record the completed job; the request is delayed')),
+    await until('the runner to wait for Redis', async () =>
+      logLines.find((l) => l.includes('Cannot record the completed job; waiting for Redis')),
     );
     await platform.redis.start();
     const record = await finished(ctx, 'doneaway_best');
-    expect(record).toMatchObject({ status: 'completed', result: { run: 2 } });
+    expect(record).toMatchObject({ status: 'completed', result: { run: 1 } });
+    expect(runs).toBe(1);
     expect(await ctx.redis.zscore(ACTIVE_INDEX, 'job:doneaway_best')).toBeNull();
   });
 

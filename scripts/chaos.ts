@@ -8,10 +8,24 @@
  * accepted job, scans every record, index entry and file (`record-scan.ts`), and prints one
  * table. Exit code 1 if a job was lost, a 5xx other than a 503 with Retry-After (a backend
  * down) was seen, or a record was stuck or anything orphaned once the load had settled.
+ *
+ * `npm run chaos -- --cluster`: the same on the scaled-out backends, a 3-node NATS cluster
+ * (R3) and Redis with a replica and three sentinels, with STORAGE=nats and every service on
+ * its own DATA_DIR; instead of restarting NATS and Redis it kills the NATS node that leads
+ * JOBS and then the Redis master.
  */
-import { readFile, readdir } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRedis, createStorage, type Redis } from '@media-jobs/libs';
+import { connect } from '@nats-io/transport-node';
+import {
+  JOBS_STREAM,
+  LocalFileStore,
+  NatsFileStore,
+  createRedis,
+  type FileStore,
+  type Redis,
+} from '@media-jobs/libs';
 import {
   NO_RATE_LIMITS,
   freePort,
@@ -19,10 +33,11 @@ import {
   makeTone,
   spawnService,
   startFixtureServer,
+  startNatsCluster,
   startPlatform,
+  startRedisSentinels,
   waitForJobs,
   type FixtureServer,
-  type Platform,
   type ServiceProcess,
 } from '@media-jobs/libs/testing';
 import { describeScan, scanRecords, type RecordScan } from './record-scan.js';
@@ -35,7 +50,12 @@ const NORMALIZE_EVERY = 3;
 const MAX_IN_FLIGHT = 64;
 const WORKER_KILLS = 10;
 const BAD_INPUTS = 300;
-const DRAIN_TIMEOUT_MS = 90_000;
+const CLUSTER = process.argv.includes('--cluster');
+/**
+ * With the cluster every write is replicated three times on the same small machine, and jobs
+ * retried through the Redis failover wait out their backoff: they take longer to drain.
+ */
+const DRAIN_TIMEOUT_MS = CLUSTER ? 240_000 : 90_000;
 /**
  * How long the final scan waits for a clean result after the drain: jobs nobody accepted (a
  * 202 lost with a killed connection) may still run, and a lost request is queued again by the
@@ -53,13 +73,29 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // --- the system under test ---------------------------------------------------------------
 
+/** Where the services' NATS, Redis and files are, and the faults that hit them. */
+interface Backends {
+  readonly label: string;
+  /** A scratch folder for fixtures. */
+  readonly scratch: string;
+  /** The environment of the service in `slot` (its own DATA_DIR with the cluster). */
+  env(service: string, slot: number): Record<string, string>;
+  /** The faults to NATS and Redis, under load. */
+  serverFaults(stack: Stack, load: Load): Promise<Fault[]>;
+  redis(): Redis;
+  /** Where results and uploads are, read as the services see them. */
+  files(): Promise<{ store: FileStore; close(): Promise<void> }>;
+  /** Every service's `tmp/`. */
+  tmpDirs(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
 interface Stack {
-  platform: Platform;
+  backends: Backends;
   fixtures: FixtureServer;
   /** A short WAV; each upload changes its last sample, so each is a new normalize job. */
   audio: Buffer;
   gatewayUrl: string;
-  env: Record<string, string>;
   gateway: ServiceProcess;
   downloadWorkers: ServiceProcess[];
   others: ServiceProcess[];
@@ -72,21 +108,15 @@ const READY_LINE: Record<string, RegExp> = {
   janitor: /Janitor started/,
 };
 
-async function startService(stack: Pick<Stack, 'env'>, name: string): Promise<ServiceProcess> {
-  const proc = spawnService(name, stack.env);
+async function startService(stack: Pick<Stack, 'backends'>, name: string, slot = 0): Promise<ServiceProcess> {
+  const proc = spawnService(name, stack.backends.env(name, slot));
   await proc.waitFor(READY_LINE[name]!, 60_000);
   return proc;
 }
 
-async function startStack(): Promise<Stack> {
-  const platform = await startPlatform({ redis: { appendonly: true } });
-  const fixtures = await startFixtureServer();
-  fixtures.mount('mp4', join(await makeMp4({ width: 320, height: 180, seconds: 1 }), '..'));
-  const wav = join(platform.dataDir, 'chaos-tone.wav');
-  await makeTone(wav, { seconds: 2 });
-  const audio = await readFile(wav);
-  const port = await freePort();
-  const env = platform.env({
+/** What every service of the run gets besides its backends. */
+function chaosEnv(port: number): Record<string, string> {
+  return {
     PORT: String(port),
     LOG_LEVEL: 'info',
     JOB_ACK_WAIT_SECONDS: '3',
@@ -96,21 +126,103 @@ async function startStack(): Promise<Stack> {
     SHUTDOWN_GRACE_SECONDS: '5',
     // One loopback client drives all the load; per-client limits would refuse most of it.
     ...NO_RATE_LIMITS,
-  });
-  const partial = { env };
+  };
+}
+
+/** One nats-server and one redis-server (append-only), restarted as faults; one shared DATA_DIR. */
+async function localBackends(port: number): Promise<Backends> {
+  const platform = await startPlatform({ redis: { appendonly: true } });
+  const env = platform.env(chaosEnv(port));
+  return {
+    label: 'nats-server and redis-server, STORAGE=local',
+    scratch: platform.dataDir,
+    env: () => env,
+    async serverFaults(stack, load) {
+      const faults = [await restartServer(stack, 'nats', () => platform.nats, load)];
+      await sleep(4000);
+      faults.push(await restartServer(stack, 'redis', () => platform.redis, load));
+      return faults;
+    },
+    redis: () => createRedis({ redisUrl: platform.redis.url }),
+    files: () =>
+      Promise.resolve({ store: new LocalFileStore(platform.dataDir), close: () => Promise.resolve() }),
+    tmpDirs: () => Promise.resolve([join(platform.dataDir, 'tmp')]),
+    close: () => platform.close(),
+  };
+}
+
+/** A 3-node NATS cluster and Redis Sentinel; STORAGE=nats and one DATA_DIR per service process slot. */
+async function clusterBackends(port: number): Promise<Backends> {
+  const [cluster, sentinels] = await Promise.all([startNatsCluster(3), startRedisSentinels()]);
+  const root = await mkdtemp(join(tmpdir(), 'mj-chaos-cluster-'));
+  const redisConfig = {
+    redisUrl: `redis://127.0.0.1:${sentinels.master.port}`,
+    redisSentinels: sentinels.sentinelList.split(',').map((hp) => {
+      const [host, p] = hp.split(':');
+      return { host: host as string, port: Number(p) };
+    }),
+    redisSentinelName: sentinels.name,
+  };
+  return {
+    label: '3-node NATS cluster (R3) and Redis Sentinel, STORAGE=nats, a DATA_DIR per service',
+    scratch: root,
+    env: (service, slot) => ({
+      NATS_URL: cluster.urls,
+      NATS_REPLICAS: '3',
+      REDIS_URL: redisConfig.redisUrl,
+      REDIS_SENTINELS: sentinels.sentinelList,
+      REDIS_SENTINEL_NAME: sentinels.name,
+      STORAGE: 'nats',
+      DATA_DIR: join(root, `${service}-${slot}`),
+      HOST: '127.0.0.1',
+      ALLOW_PRIVATE_URLS: 'true',
+      ...chaosEnv(service === 'gateway' ? port : 0),
+    }),
+    async serverFaults(stack, load) {
+      const faults = [await killJobsLeader(stack, cluster, load)];
+      await sleep(4000);
+      faults.push(await killRedisMaster(stack, sentinels, load));
+      return faults;
+    },
+    redis: () => createRedis(redisConfig),
+    async files() {
+      const nc = await connect({ servers: cluster.urls.split(','), maxReconnectAttempts: -1 });
+      return { store: new NatsFileStore(nc, 3), close: () => nc.close() };
+    },
+    async tmpDirs() {
+      return (await readdir(root)).filter((n) => n !== 'chaos-tone.wav').map((n) => join(root, n, 'tmp'));
+    },
+    async close() {
+      await Promise.all([cluster.close(), sentinels.close()]);
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+async function startStack(): Promise<Stack> {
+  const port = await freePort();
+  const backends = CLUSTER ? await clusterBackends(port) : await localBackends(port);
+  const fixtures = await startFixtureServer();
+  fixtures.mount('mp4', join(await makeMp4({ width: 320, height: 180, seconds: 1 }), '..'));
+  const wav = join(backends.scratch, 'chaos-tone.wav');
+  await makeTone(wav, { seconds: 2 });
+  const audio = await readFile(wav);
+  const partial = { backends };
+  // On a fresh cluster the first service creates the R3 streams and buckets; five at once
+  // could outlast the JetStream API timeout on a small machine.
+  const first = CLUSTER ? await startService(partial, 'gateway') : null;
   const [gateway, w1, w2, normalize, janitor] = await Promise.all([
-    startService(partial, 'gateway'),
-    startService(partial, 'download-worker'),
-    startService(partial, 'download-worker'),
+    first ?? startService(partial, 'gateway'),
+    startService(partial, 'download-worker', 0),
+    startService(partial, 'download-worker', 1),
     startService(partial, 'normalize-worker'),
     startService(partial, 'janitor'),
   ]);
   return {
-    platform,
+    backends,
     fixtures,
     audio,
     gatewayUrl: `http://127.0.0.1:${port}`,
-    env,
     gateway: gateway,
     downloadWorkers: [w1, w2],
     others: [normalize, janitor],
@@ -272,8 +384,13 @@ async function waitReady(url: string, timeoutMs = 30_000): Promise<boolean> {
   return false;
 }
 
-async function restartServer(stack: Stack, name: 'nats' | 'redis', load: Load): Promise<Fault> {
-  const server = stack.platform[name];
+async function restartServer(
+  stack: Stack,
+  name: 'nats' | 'redis',
+  get: () => { stop(): Promise<void>; start(): Promise<void> },
+  load: Load,
+): Promise<Fault> {
+  const server = get();
   const before = load.tally.unavailableWithRetryAfter;
   await server.stop();
   say(`${name}: stopped; load continues for 4 s`);
@@ -285,6 +402,62 @@ async function restartServer(stack: Stack, name: 'nats' | 'redis', load: Load): 
   return { name: `${name} stop + restart`, survived: ready, note: `${refused} × 503 while down` };
 }
 
+/** Kills the cluster node that leads JOBS, keeps the load on, then starts it again. */
+async function killJobsLeader(
+  stack: Stack,
+  cluster: Awaited<ReturnType<typeof startNatsCluster>>,
+  load: Load,
+): Promise<Fault> {
+  const leader = await cluster.leaderOf(JOBS_STREAM);
+  const before = load.tally.unavailableWithRetryAfter;
+  await leader.stop();
+  say(`nats: node ${leader.name}, leader of JOBS, killed; load continues for 6 s`);
+  await sleep(6000);
+  const next = await cluster.leaderOf(JOBS_STREAM).catch(() => null);
+  const refused = load.tally.unavailableWithRetryAfter - before;
+  await leader.start();
+  const ready = await waitReady(stack.gatewayUrl, 60_000);
+  say(
+    `nats: ${leader.name} started again; JOBS now led by ${next?.name ?? 'nobody'}; gateway ready: ${ready}`,
+  );
+  return {
+    name: 'NATS node leading JOBS killed',
+    survived: ready && next !== null && next.name !== leader.name,
+    note: `JOBS moved ${leader.name} → ${next?.name ?? '?'}; ${refused} × 503 meanwhile`,
+  };
+}
+
+/** Kills the Redis master; the sentinels promote the replica; the old master comes back as a replica. */
+async function killRedisMaster(
+  stack: Stack,
+  sentinels: Awaited<ReturnType<typeof startRedisSentinels>>,
+  load: Load,
+): Promise<Fault> {
+  const address = await sentinels.currentMaster();
+  const victim = [sentinels.master, sentinels.replica].find((s) => address.endsWith(`:${s.port}`));
+  if (!victim) return { name: 'Redis master killed', survived: false, note: `unknown master ${address}` };
+  const before = load.tally.unavailableWithRetryAfter;
+  const t0 = Date.now();
+  await victim.stop();
+  say(`redis: master ${address} killed; waiting for the sentinels to promote the replica`);
+  let promoted: string | null = null;
+  while (Date.now() - t0 < 60_000 && promoted === null) {
+    const now = await sentinels.currentMaster().catch(() => address);
+    if (now !== address) promoted = now;
+    else await sleep(200);
+  }
+  const failoverMs = Date.now() - t0;
+  const refused = load.tally.unavailableWithRetryAfter - before;
+  await victim.start();
+  const ready = await waitReady(stack.gatewayUrl, 60_000);
+  say(`redis: ${promoted ?? 'no replica'} promoted in ${failoverMs} ms; gateway ready: ${ready}`);
+  return {
+    name: 'Redis master killed',
+    survived: ready && promoted !== null,
+    note: `failover in ${(failoverMs / 1000).toFixed(1)} s; ${refused} × 503 meanwhile`,
+  };
+}
+
 async function killWorkers(stack: Stack): Promise<Fault[]> {
   const faults: Fault[] = [];
   for (let k = 0; k < WORKER_KILLS; k++) {
@@ -292,7 +465,7 @@ async function killWorkers(stack: Stack): Promise<Fault[]> {
     const victim = stack.downloadWorkers[i]!;
     const midJob = count(victim.output(), 'Job started') > count(victim.output(), 'Job completed');
     await victim.stop('SIGKILL');
-    stack.downloadWorkers[i] = spawnService('download-worker', stack.env);
+    stack.downloadWorkers[i] = spawnService('download-worker', stack.backends.env('download-worker', i));
     faults.push({ name: 'download-worker SIGKILL', survived: true, note: midJob ? 'mid-job' : 'idle' });
     await sleep(1500);
   }
@@ -547,12 +720,12 @@ function report(results: Results): number {
 
 /** Scans until nothing is stuck or orphaned, or `SETTLE_TIMEOUT_MS` passed; the last scan. */
 async function settledScan(stack: Stack): Promise<RecordScan> {
-  const redis: Redis = createRedis({ redisUrl: stack.platform.redis.url });
-  const storage = createStorage(stack.platform.dataDir);
+  const redis: Redis = stack.backends.redis();
+  const files = await stack.backends.files();
   try {
     const deadline = Date.now() + SETTLE_TIMEOUT_MS;
     for (;;) {
-      const scan = await scanRecords(redis, storage);
+      const scan = await scanRecords(redis, files.store);
       if (scan.offenders.length === 0 || Date.now() >= deadline) {
         say(`final scan: ${describeScan(scan)}`);
         return scan;
@@ -561,12 +734,35 @@ async function settledScan(stack: Stack): Promise<RecordScan> {
     }
   } finally {
     redis.disconnect();
+    await files.close();
+  }
+}
+
+/** Result files stored, and entries left in every service's `tmp/`. */
+async function countFiles(stack: Stack): Promise<{ outputs: number; leftovers: number }> {
+  const files = await stack.backends.files();
+  try {
+    let outputs = 0;
+    for (const bucket of ['downloads', 'normalized'] as const) {
+      for await (const names of files.store.names(bucket, 1000)) outputs += names.length;
+    }
+    let leftovers = 0;
+    for (const dir of await stack.backends.tmpDirs())
+      leftovers += (await readdir(dir).catch(() => [])).length;
+    return { outputs, leftovers };
+  } finally {
+    await files.close();
   }
 }
 
 async function main(): Promise<number> {
-  say('starting nats-server, redis-server (append-only), fixtures and the services');
+  say(
+    CLUSTER
+      ? 'starting a 3-node NATS cluster, Redis with a replica and three sentinels, fixtures and the services'
+      : 'starting nats-server, redis-server (append-only), fixtures and the services',
+  );
   const stack = await startStack();
+  say(`backends: ${stack.backends.label}`);
   const load = new Load(stack);
   const faults: Fault[] = [];
   let badInputs = { sent: 0, serverErrors: 0 };
@@ -582,9 +778,7 @@ async function main(): Promise<number> {
     load.start();
     say(`steady load: ${REQUESTS_PER_SECOND} requests/s, ${JOBS_PER_SECOND} new jobs/s`);
     await sleep(8000);
-    faults.push(await restartServer(stack, 'nats', load));
-    await sleep(4000);
-    faults.push(await restartServer(stack, 'redis', load));
+    faults.push(...(await stack.backends.serverFaults(stack, load)));
     await sleep(4000);
     faults.push(...(await killWorkers(stack)));
     // Every service once, the gateway last: its restart is the only fault clients can see.
@@ -609,9 +803,7 @@ async function main(): Promise<number> {
     const records = [...finished.values()];
     const completed = records.filter((r) => r?.status === 'completed').length;
     const failed = records.filter((r) => r?.status === 'failed').length;
-    const folder = (name: string) => readdir(join(stack.platform.dataDir, name)).catch(() => [] as string[]);
-    const outputs = (await folder('downloads')).length + (await folder('normalized')).length;
-    const leftovers = (await folder('tmp')).length;
+    const { outputs, leftovers } = await countFiles(stack);
     const scan = await settledScan(stack);
 
     return report({
@@ -633,7 +825,7 @@ async function main(): Promise<number> {
       [stack.gateway, ...stack.downloadWorkers, ...stack.others].map((p) => p.stop('SIGTERM')),
     );
     await stack.fixtures.close();
-    await stack.platform.close();
+    await stack.backends.close();
   }
 }
 

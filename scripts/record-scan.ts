@@ -1,8 +1,11 @@
-import { readdir } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import {
   EXPIRY_INDEX,
+  asFileStore,
   jobRecordSchema,
+  storedPath,
+  type Bucket,
+  type FileStore,
   type JobKind,
   type JobRecord,
   type Redis,
@@ -12,7 +15,7 @@ import {
 /**
  * The end-of-run check of `npm run chaos`: once the load has settled, no job may be stuck and
  * nothing may be orphaned. Precisely, reading every record (SCAN `job:*`, `audio_job:*`), the
- * expiry index and the result and upload folders:
+ * expiry index and the result and upload folders (or buckets):
  * - stuck: a record whose status is `queued` or `processing`;
  * - orphaned:
  *   - a `completed` record whose result file (`result.file` in `downloads/` or `normalized/`)
@@ -78,22 +81,28 @@ function safeJson(raw: string): unknown {
   }
 }
 
-async function names(dir: string): Promise<string[]> {
-  return readdir(dir).catch(() => [] as string[]);
+async function names(store: FileStore, bucket: Bucket): Promise<string[]> {
+  const out: string[] = [];
+  for await (const chunk of store.names(bucket, 1000)) out.push(...chunk);
+  return out;
 }
 
-const resultDir = (storage: Storage, kind: JobKind) =>
-  kind === 'download' ? storage.downloads : storage.normalized;
+const resultBucket = (kind: JobKind): Bucket => (kind === 'download' ? 'downloads' : 'normalized');
 
-/** The scan described above, at `nowMs`. */
-export async function scanRecords(redis: Redis, storage: Storage, nowMs = Date.now()): Promise<RecordScan> {
+/** The scan described above, at `nowMs`, of the DATA_DIR folders or of any file store (`STORAGE=nats`). */
+export async function scanRecords(
+  redis: Redis,
+  storage: Storage | FileStore,
+  nowMs = Date.now(),
+): Promise<RecordScan> {
+  const store = asFileStore(storage);
   const offenders: Offender[] = [];
   const records = await readRecords(redis, offenders);
   const files = {
-    download: new Set(await names(storage.downloads)),
-    normalize: new Set(await names(storage.normalized)),
+    download: new Set(await names(store, 'downloads')),
+    normalize: new Set(await names(store, 'normalized')),
   };
-  const uploads = await names(storage.uploads);
+  const uploads = await names(store, 'uploads');
 
   for (const [key, r] of records) {
     if (r.status === 'queued' || r.status === 'processing') {
@@ -102,7 +111,7 @@ export async function scanRecords(redis: Redis, storage: Storage, nowMs = Date.n
     } else if (r.status === 'completed') {
       const file = typeof r.result?.file === 'string' ? basename(r.result.file) : null;
       if (!file || !files[r.kind].has(file)) {
-        const where = join(resultDir(storage, r.kind), file ?? '?');
+        const where = storedPath(store, resultBucket(r.kind), file ?? '?');
         offenders.push({ what: 'orphaned', subject: key, reason: `completed, result file ${where} missing` });
       }
     }
@@ -123,7 +132,7 @@ export async function scanRecords(redis: Redis, storage: Storage, nowMs = Date.n
     for (const name of files[kind]) {
       const id = name.slice(0, name.indexOf('.') === -1 ? name.length : name.indexOf('.'));
       if (!ids.has(`${kind}:${id}`)) {
-        const path = join(resultDir(storage, kind), name);
+        const path = storedPath(store, resultBucket(kind), name);
         offenders.push({ what: 'orphaned', subject: path, reason: `result file, no ${kind} record ${id}` });
       }
     }
@@ -133,7 +142,7 @@ export async function scanRecords(redis: Redis, storage: Storage, nowMs = Date.n
   );
   for (const name of uploads) {
     if (!uploadUsers.has(name.slice(0, 16))) {
-      const path = join(storage.uploads, name);
+      const path = storedPath(store, 'uploads', name);
       offenders.push({ what: 'orphaned', subject: path, reason: 'upload, no normalize record uses it' });
     }
   }

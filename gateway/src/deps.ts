@@ -2,6 +2,7 @@ import type {
   Config,
   DeletionHooks,
   EventPublisher,
+  FileStore,
   JobQueue,
   JobStore,
   Logger,
@@ -18,7 +19,10 @@ export interface GatewayDeps {
   redis: Redis;
   store: JobStore;
   queue: JobQueue;
+  /** Local folders; with `STORAGE=nats` only `tmp` (uploads arrive there). */
   storage: Storage;
+  /** Where results and uploads live (`STORAGE`). */
+  files: FileStore;
   events: EventPublisher;
   /** Test seams only; production passes none. */
   hooks?: GatewayHooks;

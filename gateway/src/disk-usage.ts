@@ -1,5 +1,6 @@
 import { lstat, opendir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BUCKETS, bucketUsage, type Bucket, type FileStore, type Storage } from '@media-jobs/libs';
 
 export interface FolderUsage {
   files: number;
@@ -34,4 +35,22 @@ export async function folderUsage(dir: string): Promise<FolderUsage> {
     }
   }
   return usage;
+}
+
+/**
+ * Files and bytes of each place a result or upload lives, and of this gateway's `tmp/`: the
+ * folders under DATA_DIR (`STORAGE=local`) or the buckets (`STORAGE=nats`). One after
+ * another: a scan is background work and should not crowd the thread pool.
+ */
+export async function storageUsage(
+  files: FileStore,
+  storage: Storage,
+): Promise<Record<Bucket | 'tmp', FolderUsage>> {
+  const out = {} as Record<Bucket | 'tmp', FolderUsage>;
+  for (const bucket of BUCKETS) {
+    const local = files.localPath(bucket, '');
+    out[bucket] = local !== null ? await folderUsage(local) : await bucketUsage(files, bucket);
+  }
+  out.tmp = await folderUsage(storage.tmp);
+  return out;
 }

@@ -21,7 +21,7 @@ import {
   type JobStatus,
 } from '@media-jobs/libs';
 import type { GatewayDeps } from './deps.js';
-import { folderUsage, type FolderUsage } from './disk-usage.js';
+import { storageUsage, type FolderUsage } from './disk-usage.js';
 import { Refreshing, within } from './refreshing.js';
 
 export interface MetricsOptions {
@@ -147,7 +147,7 @@ export class GatewayMetrics {
   );
 
   constructor(
-    private readonly deps: Pick<GatewayDeps, 'nc' | 'redis' | 'store' | 'storage'>,
+    private readonly deps: Pick<GatewayDeps, 'nc' | 'redis' | 'store' | 'storage' | 'files'>,
     options: Partial<MetricsOptions> = {},
   ) {
     this.options = { ...DEFAULT_METRICS_OPTIONS, ...options };
@@ -327,13 +327,8 @@ export class GatewayMetrics {
     this.diskAge.set(this.disk.ageSeconds() ?? 0);
   }
 
-  private async diskUsage(): Promise<Record<string, FolderUsage>> {
-    const { downloads, uploads, normalized, tmp } = this.deps.storage;
-    const folders = Object.entries({ downloads, uploads, normalized, tmp });
-    // One folder after another: a scan is background work and should not crowd the thread pool.
-    const out: Record<string, FolderUsage> = {};
-    for (const [name, dir] of folders) out[name] = await folderUsage(dir);
-    return out;
+  private diskUsage(): Promise<Record<string, FolderUsage>> {
+    return storageUsage(this.deps.files, this.deps.storage);
   }
 }
 

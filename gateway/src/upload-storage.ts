@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Request } from 'express';
 import type { StorageEngine } from 'multer';
-import { AppError, type Storage } from '@media-jobs/libs';
+import { AppError, asFileStore, storedPath, type FileStore, type Storage } from '@media-jobs/libs';
 import { SNIFF_BYTES, UPLOAD_EXTENSIONS, sniffExtension } from './upload-sniff.js';
 
 /** What the storage engine knows of a file once it is on disk under `tmp/`. */
@@ -92,29 +92,23 @@ export function hashingStorage(storage: Storage, maxBytes: number): StorageEngin
   };
 }
 
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 /**
- * Moves a received file to `uploads/<sha256>.<ext>`. If those bytes are stored already
+ * Puts a received file in `uploads` as `<sha256>.<ext>`. If those bytes are stored already
  * (under any extension), the new copy is dropped: one stored copy serves every job.
  */
 export async function storeUpload(
-  storage: Storage,
+  files: FileStore | Storage,
   file: ReceivedFile,
 ): Promise<{ ext: string; path: string }> {
+  const store = asFileStore(files);
   for (const ext of UPLOAD_EXTENSIONS) {
-    const path = join(storage.uploads, `${file.sha256}.${ext}`);
-    if (await exists(path)) {
+    const name = `${file.sha256}.${ext}`;
+    if (await store.stat('uploads', name)) {
       await rm(file.path, { force: true });
-      return { ext, path };
+      return { ext, path: storedPath(store, 'uploads', name) };
     }
   }
-  const path = join(storage.uploads, `${file.sha256}.${file.ext}`);
-  await rename(file.path, path);
-  return { ext: file.ext, path };
+  const name = `${file.sha256}.${file.ext}`;
+  await store.put('uploads', name, file.path);
+  return { ext: file.ext, path: storedPath(store, 'uploads', name) };
 }

@@ -1,11 +1,10 @@
-import { lstatSync, unlinkSync } from 'node:fs';
 import { lstat, rm, unlink } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
-import { dirChunks } from '@media-jobs/libs';
+import { join } from 'node:path';
+import { BUCKETS, dirChunks, type Bucket, type FileStore } from '@media-jobs/libs';
 
 /**
- * File helpers for the sweep. Folders are streamed (`opendir`), never read whole, so a
- * sweep's memory does not grow with the number of files on disk.
+ * File helpers for the sweep. Folders and buckets are streamed, never read whole, so a
+ * sweep's memory does not grow with the number of files stored.
  */
 
 /** Names of the regular files in `dir`, in chunks. */
@@ -25,23 +24,30 @@ export function resultIdOf(name: string): string | null {
   return name.slice(0, dot);
 }
 
+/** A stored file: its bucket and name. */
+export interface StoredRef {
+  readonly bucket: Bucket;
+  readonly name: string;
+}
+
 /**
- * Streams `dir` once and groups the files whose owner (per `ownerOf`) is wanted: one pass
- * per folder per batch instead of one `readdir` per job.
+ * Lists `bucket` once and groups the files whose owner (per `ownerOf`) is wanted: one pass
+ * per bucket per batch instead of one listing per job.
  */
 export async function filesOwnedBy(
-  dir: string,
+  files: FileStore,
+  bucket: Bucket,
   wanted: ReadonlySet<string>,
   ownerOf: (name: string) => string | null,
-): Promise<Map<string, string[]>> {
-  const found = new Map<string, string[]>();
+): Promise<Map<string, StoredRef[]>> {
+  const found = new Map<string, StoredRef[]>();
   if (wanted.size === 0) return found;
-  for await (const names of fileChunks(dir, 4096)) {
+  for await (const names of files.names(bucket, 4096)) {
     for (const name of names) {
       const owner = ownerOf(name);
       if (owner === null || !wanted.has(owner)) continue;
       const list = found.get(owner) ?? [];
-      list.push(join(dir, name));
+      list.push({ bucket, name });
       found.set(owner, list);
     }
   }
@@ -98,45 +104,28 @@ export async function mapLimit<T, R>(
 }
 
 /**
- * Removes every owner's paths; returns per owner the files removed (relative to `root`) and
- * the bytes freed. Files go with synchronous calls, a chunk at a time between turns of the
- * event loop: an unlink costs the kernel more than the thread-pool round trip would save,
- * and the sweep is this process's only heavy work.
+ * Removes every owner's files, one store call per bucket; returns per owner the files removed
+ * (`<bucket>/<name>`, as relative to DATA_DIR) and the bytes freed.
  */
 export async function removeGrouped(
-  root: string,
-  paths: ReadonlyMap<string, readonly string[]>,
+  files: FileStore,
+  refs: ReadonlyMap<string, readonly StoredRef[]>,
 ): Promise<Map<string, { files: string[]; bytes: number }>> {
   const out = new Map<string, { files: string[]; bytes: number }>();
-  // Every path is `join(root, ...)`: slicing is exact and much cheaper than path.relative per file.
-  const prefix = root.endsWith(sep) ? root : root + sep;
-  const rel = (path: string) => (path.startsWith(prefix) ? path.slice(prefix.length) : relative(root, path));
-  let sinceYield = 0;
-  for (const [owner, list] of paths) {
-    for (const path of list) {
-      const bytes = await removeOne(path);
-      if (bytes === null) continue;
+  for (const bucket of BUCKETS) {
+    const ownerOf = new Map<string, string>();
+    for (const [owner, list] of refs) {
+      for (const ref of list) if (ref.bucket === bucket) ownerOf.set(ref.name, owner);
+    }
+    if (ownerOf.size === 0) continue;
+    const { removed } = await files.remove(bucket, [...ownerOf.keys()]);
+    for (const file of removed) {
+      const owner = ownerOf.get(file.name) as string;
       const entry = out.get(owner) ?? { files: [], bytes: 0 };
-      entry.files.push(rel(path));
-      entry.bytes += bytes;
+      entry.files.push(`${bucket}/${file.name}`);
+      entry.bytes += file.size;
       out.set(owner, entry);
-      if (++sinceYield >= 256) {
-        sinceYield = 0;
-        await new Promise((r) => setImmediate(r));
-      }
     }
   }
   return out;
-}
-
-/** One path: a file synchronously, a folder (never a job's result, but possible) with `removePath`. */
-async function removeOne(path: string): Promise<number | null> {
-  try {
-    const st = lstatSync(path);
-    if (st.isDirectory()) return removePath(path);
-    unlinkSync(path);
-    return st.size;
-  } catch {
-    return null;
-  }
 }

@@ -188,10 +188,11 @@ class Sweeper {
   }
 
   private sweepContext(lock: RedisLock): SweepContext {
-    const { redis, storage, events, logger, config } = this.ctx;
+    const { redis, storage, files, events, logger, config } = this.ctx;
     return {
       redis,
       storage,
+      files,
       events,
       logger,
       config,

@@ -1,4 +1,3 @@
-import { lstatSync } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -10,9 +9,11 @@ import {
   releaseManyIfOwner,
   sweepingKey,
   uploadRefsKey,
+  type Bucket,
   type JobKind,
+  type StoredFile,
 } from '@media-jobs/libs';
-import { entryChunks, fileChunks, mapLimit, removeGrouped, removePath, resultIdOf } from './files.js';
+import { entryChunks, mapLimit, removeGrouped, removePath, resultIdOf, type StoredRef } from './files.js';
 import type { SweepContext, SweepTotals } from './sweep.js';
 
 /**
@@ -41,14 +42,14 @@ return out
 `;
 
 interface Folder {
-  dir: string;
+  bucket: Bucket;
   /** The Redis key that owns a file name (record or upload references), or null if none can. */
   ownerOf(name: string): string | null;
   kind: JobKind | null;
   checkIndex: boolean;
 }
 
-function folders(ctx: SweepContext): Folder[] {
+function folders(): Folder[] {
   const result = (kind: JobKind) => (name: string) => {
     const id = resultIdOf(name);
     return id === null ? null : jobKey(kind, id);
@@ -56,19 +57,19 @@ function folders(ctx: SweepContext): Folder[] {
   const upload = (name: string) =>
     /^[0-9a-f]{64}\.[^.]+$/.test(name) ? uploadRefsKey(name.slice(0, 16)) : null;
   return [
-    { dir: ctx.storage.downloads, ownerOf: result('download'), kind: 'download', checkIndex: true },
-    { dir: ctx.storage.normalized, ownerOf: result('normalize'), kind: 'normalize', checkIndex: true },
-    { dir: ctx.storage.uploads, ownerOf: upload, kind: null, checkIndex: false },
+    { bucket: 'downloads', ownerOf: result('download'), kind: 'download', checkIndex: true },
+    { bucket: 'normalized', ownerOf: result('normalize'), kind: 'normalize', checkIndex: true },
+    { bucket: 'uploads', ownerOf: upload, kind: null, checkIndex: false },
   ];
 }
 
 export async function sweepOrphans(ctx: SweepContext, nowMs: number, totals: SweepTotals): Promise<void> {
   const cutoff = nowMs - ctx.config.cacheTtlMs;
   const token = lockToken();
-  for (const folder of folders(ctx)) {
-    for await (const names of fileChunks(folder.dir, ctx.batchSize)) {
+  for (const folder of folders()) {
+    for await (const files of ctx.files.list(folder.bucket, ctx.batchSize)) {
       if (!ctx.stillOwner()) return;
-      await orphanChunk(ctx, folder, names, cutoff, token, totals);
+      await orphanChunk(ctx, folder, files, cutoff, token, totals);
     }
   }
 }
@@ -81,24 +82,16 @@ async function modifiedBefore(path: string, cutoff: number): Promise<boolean> {
   }
 }
 
-function modifiedBeforeSync(path: string, cutoff: number): boolean {
-  try {
-    return lstatSync(path).mtimeMs < cutoff;
-  } catch {
-    return false;
-  }
-}
-
 async function orphanChunk(
   ctx: SweepContext,
   folder: Folder,
-  names: string[],
+  files: StoredFile[],
   cutoff: number,
   token: string,
   totals: SweepTotals,
 ) {
   // Age first: a live job's files are younger than the TTL, so Redis is asked about old files only.
-  const old = names.filter((n) => modifiedBeforeSync(join(folder.dir, n), cutoff));
+  const old = files.filter((f) => f.mtimeMs < cutoff).map((f) => f.name);
   const owners = new Map<string, string[]>();
   const stray: string[] = [];
   for (const name of old) {
@@ -114,20 +107,25 @@ async function orphanChunk(
       : [];
   const claimed = keys.filter((_, i) => flags[i] === 1);
   try {
-    const candidates = new Map<string, string[]>(
-      claimed.map((k) => [k, (owners.get(k) ?? []).map((n) => join(folder.dir, n))]),
-    );
+    const candidates = new Map<string, string[]>(claimed.map((k) => [k, owners.get(k) ?? []]));
     // A stray name maps to no key, so no job can own it: only its age decides.
-    for (const name of stray) candidates.set(`stray:${name}`, [join(folder.dir, name)]);
+    for (const name of stray) candidates.set(`stray:${name}`, [name]);
     // Checked again under the tombstone: a file replaced meanwhile is a new job's.
-    const aged = new Map<string, string[]>();
-    for (const [owner, paths] of candidates) {
+    const aged = new Map<string, StoredRef[]>();
+    for (const [owner, names] of candidates) {
       const still = (
-        await mapLimit(paths, 32, async (p) => ((await modifiedBefore(p, cutoff)) ? p : null))
-      ).filter((p) => p !== null);
-      if (still.length > 0) aged.set(owner, still);
+        await mapLimit(names, 32, async (name) => {
+          const file = await ctx.files.stat(folder.bucket, name);
+          return file && file.mtimeMs < cutoff ? name : null;
+        })
+      ).filter((n) => n !== null);
+      if (still.length > 0)
+        aged.set(
+          owner,
+          still.map((name) => ({ bucket: folder.bucket, name })),
+        );
     }
-    const removed = await removeGrouped(ctx.storage.root, aged);
+    const removed = await removeGrouped(ctx.files, aged);
     for (const [owner, r] of removed) reportOrphan(ctx, folder, owner, r, totals);
   } finally {
     await releaseManyIfOwner(

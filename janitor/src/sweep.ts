@@ -11,12 +11,13 @@ import {
   uploadSweepingKey,
   type Config,
   type EventPublisher,
+  type FileStore,
   type JobKind,
   type Logger,
   type Redis,
   type Storage,
 } from '@media-jobs/libs';
-import { filesOwnedBy, removeGrouped, resultIdOf } from './files.js';
+import { filesOwnedBy, removeGrouped, resultIdOf, type StoredRef } from './files.js';
 
 /**
  * The expiry pass. Race safety rests on one rule: the janitor deletes a job key's files only
@@ -42,7 +43,10 @@ export interface SweepHooks {
 
 export interface SweepContext {
   readonly redis: Redis;
+  /** Local folders: the janitor's own `tmp/`. */
   readonly storage: Storage;
+  /** Where results and uploads live (`STORAGE`). */
+  readonly files: FileStore;
   readonly events: EventPublisher;
   readonly logger: Logger;
   readonly config: Pick<Config, 'cacheTtlMs' | 'downloadTimeoutMs' | 'normalizeTimeoutMs'>;
@@ -191,7 +195,7 @@ async function deleteClaimed(
   claimedAt: number,
   token: string,
 ): Promise<Deletion> {
-  const { redis, storage } = ctx;
+  const { redis, files } = ctx;
   await ctx.hooks.afterClaim?.(claimed);
   // A stalled janitor may have lost tombstones to their expiry: then delete files only under
   // those still ours (and extend them).
@@ -209,7 +213,7 @@ async function deleteClaimed(
   }
   const { paths, uploads } = await locateFiles(ctx, held, token);
   await ctx.hooks.beforeDelete?.(held);
-  const removed = await removeGrouped(storage.root, paths);
+  const removed = await removeGrouped(files, paths);
   await releaseManyIfOwner(redis, [...uploads].map(uploadSweepingKey), token);
   await ctx.hooks.afterFiles?.(held);
   return { held, removed };
@@ -239,7 +243,7 @@ async function locateFiles(
   ctx: SweepContext,
   held: string[],
   token: string,
-): Promise<{ paths: Map<string, string[]>; uploads: Set<string> }> {
+): Promise<{ paths: Map<string, StoredRef[]>; uploads: Set<string> }> {
   const ids: Record<JobKind, Map<string, string>> = { download: new Map(), normalize: new Map() };
   for (const key of held) {
     const parsed = parseJobKey(key);
@@ -252,12 +256,12 @@ async function locateFiles(
     (id, i) => lastUse[i] && uploadOwner.set(uploadHashOf(id), ids.normalize.get(id) as string),
   );
   const [downloads, normalized, uploads] = await Promise.all([
-    filesOwnedBy(ctx.storage.downloads, new Set(ids.download.keys()), resultIdOf),
-    filesOwnedBy(ctx.storage.normalized, new Set(ids.normalize.keys()), resultIdOf),
-    filesOwnedBy(ctx.storage.uploads, new Set(uploadOwner.keys()), (n) => n.slice(0, 16)),
+    filesOwnedBy(ctx.files, 'downloads', new Set(ids.download.keys()), resultIdOf),
+    filesOwnedBy(ctx.files, 'normalized', new Set(ids.normalize.keys()), resultIdOf),
+    filesOwnedBy(ctx.files, 'uploads', new Set(uploadOwner.keys()), (n) => n.slice(0, 16)),
   ]);
-  const paths = new Map<string, string[]>();
-  const add = (key: string | undefined, list: string[] | undefined) => {
+  const paths = new Map<string, StoredRef[]>();
+  const add = (key: string | undefined, list: StoredRef[] | undefined) => {
     if (key && list) paths.set(key, [...(paths.get(key) ?? []), ...list]);
   };
   for (const [id, list] of downloads) add(ids.download.get(id), list);

@@ -1,12 +1,20 @@
-import { createReadStream } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, lstatSync, unlinkSync } from 'node:fs';
 import { lstat, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { Objm, type ObjectStore } from '@nats-io/obj';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { StorageType } from '@nats-io/jetstream';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Objm, type ObjectInfo, type ObjectStore } from '@nats-io/obj';
+import { headers, type NatsConnection } from '@nats-io/transport-node';
+import {
+  jetstream,
+  jetstreamManager,
+  StorageType,
+  type JetStreamManager,
+  type StoredMsg,
+} from '@nats-io/jetstream';
 import { dirChunks } from './dir-chunks.js';
+import { unavailable } from './errors.js';
 
 /**
  * Where finished files live: the folders under `DATA_DIR` (`STORAGE=local`) or JetStream
@@ -43,8 +51,12 @@ export interface FileStore {
   remove(bucket: Bucket, names: readonly string[]): Promise<{ removed: StoredFile[]; bytes: number }>;
   /** Every file of the bucket, in chunks of about `size`; memory does not grow with the bucket. */
   list(bucket: Bucket, size: number): AsyncIterable<StoredFile[]>;
+  /** The names of every file of the bucket, in chunks; cheaper than `list` where sizes are not needed. */
+  names(bucket: Bucket, size: number): AsyncIterable<string[]>;
   /** The files whose name starts with `prefix` (`<id>.` finds a job's result of any extension). */
   find(bucket: Bucket, prefix: string): Promise<StoredFile[]>;
+  /** The file's own path when it is a local file a tool may read in place; null for objects. */
+  localPath(bucket: Bucket, name: string): string | null;
 }
 
 /** `STORAGE=local`: `DATA_DIR/<bucket>/<name>`; a put is a rename from `tmp/` (same file system). */
@@ -82,26 +94,53 @@ export class LocalFileStore implements FileStore {
     return createReadStream(this.path(bucket, name), range ? { start: range.start, end: range.end } : {});
   }
 
+  localPath(bucket: Bucket, name: string): string {
+    return this.path(bucket, name);
+  }
+
+  /**
+   * Synchronous unlinks, a chunk at a time between turns of the event loop: an unlink costs
+   * the kernel more than a thread-pool round trip would save, and a sweep removes thousands.
+   */
   async remove(bucket: Bucket, names: readonly string[]): Promise<{ removed: StoredFile[]; bytes: number }> {
     const removed: StoredFile[] = [];
     let bytes = 0;
+    let sinceYield = 0;
     for (const name of names) {
-      const file = await this.stat(bucket, name);
-      if (!file) continue;
-      await rm(this.path(bucket, name), { force: true });
-      removed.push(file);
-      bytes += file.size;
+      const path = this.path(bucket, name);
+      try {
+        const st = lstatSync(path);
+        if (!st.isFile()) continue;
+        unlinkSync(path);
+        removed.push({ name, size: st.size, mtimeMs: st.mtimeMs });
+        bytes += st.size;
+      } catch {
+        continue; // Already gone.
+      }
+      if (++sinceYield >= 256) {
+        sinceYield = 0;
+        await new Promise((r) => setImmediate(r));
+      }
     }
     return { removed, bytes };
+  }
+
+  names(bucket: Bucket, size: number): AsyncIterable<string[]> {
+    return dirChunks(join(this.root, bucket), size, true);
   }
 
   async *list(bucket: Bucket, size: number): AsyncIterable<StoredFile[]> {
     const dir = join(this.root, bucket);
     for await (const names of dirChunks(dir, size, true)) {
+      // Synchronous stats, a chunk at a time: far cheaper per file than a thread-pool round trip.
       const files: StoredFile[] = [];
       for (const name of names) {
-        const file = await this.stat(bucket, name);
-        if (file) files.push(file);
+        try {
+          const st = lstatSync(join(dir, name));
+          if (st.isFile()) files.push({ name, size: st.size, mtimeMs: st.mtimeMs });
+        } catch {
+          // Removed since the listing.
+        }
       }
       yield files;
     }
@@ -109,25 +148,45 @@ export class LocalFileStore implements FileStore {
 
   async find(bucket: Bucket, prefix: string): Promise<StoredFile[]> {
     const found: StoredFile[] = [];
-    for await (const files of this.list(bucket, 4096)) {
-      found.push(...files.filter((f) => f.name.startsWith(prefix)));
+    for await (const names of this.names(bucket, 4096)) {
+      for (const name of names.filter((n) => n.startsWith(prefix))) {
+        const file = await this.stat(bucket, name);
+        if (file) found.push(file);
+      }
     }
     return found;
   }
 }
 
 /**
+ * Chunk size of the objects put: larger chunks mean fewer messages per object; under the
+ * server's default 1 MiB max_payload.
+ */
+const CHUNK_BYTES = 512 * 1024;
+/** Chunk publishes of one put awaiting their acks at a time. */
+const PUT_IN_FLIGHT = 8;
+const PUBLISH_TIMEOUT_MS = 30_000;
+/** Object chunks asked for ahead of the reader; bounds a read's memory to this many chunks. */
+const READ_AHEAD = 8;
+/** How long a chunk the object's metadata promises may be missing (a replica catching up). */
+const MISSING_CHUNK_WAIT_MS = 3000;
+
+/**
  * `STORAGE=nats`: one JetStream Object Store bucket per folder, with `replicas` replicas.
- * Objects are written in chunks from the local file and read back as a stream; a range read
- * skips to its start (the object store has no seek), which costs the bytes before it.
+ * Objects are in the object store's own format, so `nats object get` reads them. Reads fetch chunks with direct gets on demand, a few ahead, so
+ * a slow HTTP client holds back the reads instead of filling memory; a range starts at the
+ * chunk that holds its first byte (an object's chunks are one run of stream sequences unless
+ * another put to the bucket interleaved, and then the read walks from the first chunk).
+ * Listing walks the bucket's metadata subjects one message at a time.
  */
 export class NatsFileStore implements FileStore {
   readonly kind = 'nats' as const;
   private readonly objm: Objm;
   private readonly stores = new Map<Bucket, Promise<ObjectStore>>();
+  private jsmPromise: Promise<JetStreamManager> | undefined;
 
   constructor(
-    nc: NatsConnection,
+    private readonly nc: NatsConnection,
     private readonly replicas = 1,
   ) {
     this.objm = new Objm(nc);
@@ -144,32 +203,105 @@ export class NatsFileStore implements FileStore {
     return store;
   }
 
+  private jsm(): Promise<JetStreamManager> {
+    if (!this.jsmPromise) {
+      const jsm = jetstreamManager(this.nc);
+      jsm.catch(() => (this.jsmPromise = undefined));
+      this.jsmPromise = jsm;
+    }
+    return this.jsmPromise;
+  }
+
   async ensure(): Promise<void> {
     for (const bucket of BUCKETS) await this.bucket(bucket);
   }
 
+  localPath(): null {
+    return null;
+  }
+
+  /**
+   * Writes the object as the object store client does (chunks on a fresh subject, then the
+   * metadata as a subject rollup, then the old version's chunks purged), with several chunk
+   * publishes in flight instead of one: the put is bound by bandwidth, not by round trips.
+   */
   async put(bucket: Bucket, name: string, fromPath: string): Promise<StoredFile> {
     const store = await this.bucket(bucket);
-    const source = Readable.toWeb(createReadStream(fromPath)) as unknown as ReadableStream<Uint8Array>;
-    const info = await store.put({ name }, source);
-    await rm(fromPath, { force: true });
-    return { name, size: info.size, mtimeMs: Date.parse(info.mtime) };
+    const js = jetstream(this.nc);
+    const stream = `OBJ_${bucket}`;
+    const id = randomBytes(11).toString('hex');
+    const chunkSubject = `$O.${bucket}.C.${id}`;
+    const old = await store.info(name);
+    const hash = createHash('sha256');
+    let size = 0;
+    let chunks = 0;
+    try {
+      const inFlight: Promise<unknown>[] = [];
+      for await (const chunk of fixedChunks(createReadStream(fromPath), CHUNK_BYTES)) {
+        hash.update(chunk);
+        size += chunk.length;
+        chunks += 1;
+        const ack = js.publish(chunkSubject, chunk, { timeout: PUBLISH_TIMEOUT_MS });
+        ack.catch(() => undefined); // Awaited below, in order.
+        inFlight.push(ack);
+        if (inFlight.length >= PUT_IN_FLIGHT) await inFlight.shift();
+      }
+      await Promise.all(inFlight);
+      const mtime = new Date().toISOString();
+      const meta = {
+        name,
+        options: { max_chunk_size: CHUNK_BYTES },
+        bucket,
+        nuid: id,
+        size,
+        chunks,
+        mtime,
+        digest: `SHA-256=${paddedBase64Url(hash.digest())}`,
+        deleted: false,
+      };
+      const h = headers();
+      h.set('Nats-Rollup', 'sub');
+      await js.publish(`$O.${bucket}.M.${paddedBase64Url(Buffer.from(name))}`, JSON.stringify(meta), {
+        headers: h,
+        timeout: PUBLISH_TIMEOUT_MS,
+      });
+      if (old) {
+        const jsm = await this.jsm();
+        // The new version is live; a failed cleanup leaves chunks no metadata points to, not a wrong file.
+        await jsm.streams.purge(stream, { filter: `$O.${bucket}.C.${old.nuid}` }).catch(() => undefined);
+      }
+      await rm(fromPath, { force: true });
+      return { name, size, mtimeMs: Date.parse(mtime) };
+    } catch (err) {
+      const jsm = await this.jsm().catch(() => null);
+      await jsm?.streams.purge(stream, { filter: chunkSubject }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async info(bucket: Bucket, name: string): Promise<ObjectInfo | null> {
+    const info = await (await this.bucket(bucket)).info(name);
+    return info && !info.deleted ? info : null;
   }
 
   async stat(bucket: Bucket, name: string): Promise<StoredFile | null> {
-    const info = await (await this.bucket(bucket)).info(name);
-    return info && !info.deleted ? { name, size: info.size, mtimeMs: Date.parse(info.mtime) } : null;
+    const info = await this.info(bucket, name);
+    return info ? { name, size: info.size, mtimeMs: Date.parse(info.mtime) } : null;
   }
 
   async read(bucket: Bucket, name: string, range?: ByteRange): Promise<Readable | null> {
-    const result = await (await this.bucket(bucket)).get(name);
-    if (!result) return null;
-    const stream = Readable.fromWeb(result.data as unknown as WebReadableStream<Uint8Array>);
-    // A corrupt object (digest mismatch) ends the stream with an error instead of silently.
-    void result.error.then((err) => {
-      if (err) stream.destroy(err);
-    });
-    return range ? stream.pipe(byteWindow(range)) : stream;
+    const info = await this.info(bucket, name);
+    if (!info) return null;
+    const end = Math.min(range?.end ?? info.size - 1, info.size - 1);
+    const start = range?.start ?? 0;
+    if (info.size === 0 || start > end) return Readable.from([]);
+    const jsm = await this.jsm();
+    const chunks = new ChunkSource(jsm, `OBJ_${bucket}`, `$O.${bucket}.C.${info.nuid}`, info.chunks);
+    const chunkSize = info.options?.max_chunk_size ?? 128 * 1024;
+    const first = await chunks.locate(Math.floor(start / chunkSize));
+    return Readable.from(
+      sliced(chunks.from(first.index), first.index * chunkSize, start, end, range ? null : info),
+    );
   }
 
   async remove(bucket: Bucket, names: readonly string[]): Promise<{ removed: StoredFile[]; bytes: number }> {
@@ -187,13 +319,28 @@ export class NatsFileStore implements FileStore {
   }
 
   async *list(bucket: Bucket, size: number): AsyncIterable<StoredFile[]> {
-    const infos = await (await this.bucket(bucket)).list();
-    for (let i = 0; i < infos.length; i += size) {
-      yield infos
-        .slice(i, i + size)
-        .filter((info) => !info.deleted)
-        .map((info) => ({ name: info.name, size: info.size, mtimeMs: Date.parse(info.mtime) }));
+    await this.bucket(bucket);
+    const jsm = await this.jsm();
+    const subject = `$O.${bucket}.M.>`;
+    let chunk: StoredFile[] = [];
+    // Every metadata write is a subject rollup, so each object has exactly one message here.
+    for (let seq = 1; ;) {
+      const msg = await jsm.direct.getMessage(`OBJ_${bucket}`, { seq, next_by_subj: subject });
+      if (!msg) break;
+      seq = msg.seq + 1;
+      const info = msg.json<{ name: string; size: number; mtime: string; deleted?: boolean }>();
+      if (info.deleted) continue;
+      chunk.push({ name: info.name, size: info.size, mtimeMs: Date.parse(info.mtime) });
+      if (chunk.length >= size) {
+        yield chunk;
+        chunk = [];
+      }
     }
+    if (chunk.length > 0) yield chunk;
+  }
+
+  async *names(bucket: Bucket, size: number): AsyncIterable<string[]> {
+    for await (const files of this.list(bucket, size)) yield files.map((f) => f.name);
   }
 
   async find(bucket: Bucket, prefix: string): Promise<StoredFile[]> {
@@ -205,17 +352,178 @@ export class NatsFileStore implements FileStore {
   }
 }
 
-/** Passes on only the bytes of `range` (inclusive) and ends the stream after them. */
-function byteWindow(range: ByteRange): Transform {
-  let offset = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, done: TransformCallback) {
-      const from = Math.max(0, range.start - offset);
-      const to = Math.min(chunk.length, range.end + 1 - offset);
-      offset += chunk.length;
-      if (to > from) this.push(chunk.subarray(from, to));
-      if (offset > range.end) this.push(null);
-      done();
-    },
-  });
+/** The chunk messages of one object, fetched by direct get. */
+class ChunkSource {
+  private firstSeq = 0;
+  private contiguous = false;
+
+  constructor(
+    private readonly jsm: JetStreamManager,
+    private readonly stream: string,
+    private readonly subject: string,
+    private readonly count: number,
+  ) {}
+
+  /** Where reading for chunk `wanted` starts: that chunk when its sequence is known, else the first. */
+  async locate(wanted: number): Promise<{ index: number }> {
+    const [first, last] = await Promise.all([
+      this.get({ seq: 1, next_by_subj: this.subject }),
+      this.get({ last_by_subj: this.subject }),
+    ]);
+    this.firstSeq = first.seq;
+    this.contiguous = last.seq - first.seq + 1 === this.count;
+    return { index: this.contiguous ? Math.min(wanted, this.count - 1) : 0 };
+  }
+
+  /** Chunks from `index` to the last, in order. */
+  async *from(index: number): AsyncGenerator<Uint8Array> {
+    if (this.contiguous) {
+      const ahead: Promise<StoredMsg>[] = [];
+      let next = index;
+      while (next < this.count || ahead.length > 0) {
+        while (next < this.count && ahead.length < READ_AHEAD) {
+          const p = this.get({ seq: this.firstSeq + next++ });
+          // Awaited in order below; this only keeps an early failure from counting as unhandled.
+          p.catch(() => undefined);
+          ahead.push(p);
+        }
+        const msg = await (ahead.shift() as Promise<StoredMsg>);
+        if (msg.subject !== this.subject) throw new Error('the object changed while it was read');
+        yield msg.data;
+      }
+      return;
+    }
+    let seq = this.firstSeq;
+    for (let i = 0; i < this.count; i++) {
+      const msg = await this.get({ seq, next_by_subj: this.subject });
+      seq = msg.seq + 1;
+      yield msg.data;
+    }
+  }
+
+  private async get(
+    query: { seq: number; next_by_subj?: string } | { last_by_subj: string },
+  ): Promise<StoredMsg> {
+    const deadline = Date.now() + MISSING_CHUNK_WAIT_MS;
+    for (let wait = 20; ; wait = Math.min(wait * 2, 500)) {
+      const msg = await this.jsm.direct.getMessage(this.stream, query);
+      if (msg) return msg;
+      // Answered by a replica that has not caught up yet, or the object is being deleted.
+      if (Date.now() > deadline) {
+        throw unavailable('storage.chunk_missing', `a chunk of the stored file is missing (${this.subject})`);
+      }
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
+/**
+ * The bytes `start`..`end` (inclusive) of chunks whose first one begins at `offset`; for a
+ * whole-object read (`whole` given) the digest is checked at the end, so a corrupt object
+ * ends the stream with an error instead of silently.
+ */
+async function* sliced(
+  chunks: AsyncIterable<Uint8Array>,
+  offset: number,
+  start: number,
+  end: number,
+  whole: ObjectInfo | null,
+): AsyncGenerator<Buffer> {
+  const hash = whole ? createHash('sha256') : null;
+  for await (const data of chunks) {
+    const chunk = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    hash?.update(chunk);
+    const from = Math.max(0, start - offset);
+    const to = Math.min(chunk.length, end + 1 - offset);
+    offset += chunk.length;
+    if (to > from) yield chunk.subarray(from, to);
+    if (offset > end) break;
+  }
+  if (whole && hash) {
+    const want = whole.digest.replace(/^SHA-256=/, '').replace(/=+$/, '');
+    if (hash.digest('base64url') !== want) throw new Error(`received a corrupt object: ${whole.name}`);
+  }
+}
+
+/** Copies a stored file to a local path (a tool such as ffmpeg reads it there); false when it is gone. */
+export async function copyToFile(
+  store: FileStore,
+  bucket: Bucket,
+  name: string,
+  toPath: string,
+): Promise<boolean> {
+  const source = await store.read(bucket, name);
+  if (!source) return false;
+  await pipeline(source, createWriteStream(toPath));
+  return true;
+}
+
+/** Files and bytes of a bucket, streamed. */
+export async function bucketUsage(
+  store: FileStore,
+  bucket: Bucket,
+): Promise<{ files: number; bytes: number }> {
+  const usage = { files: 0, bytes: 0 };
+  for await (const files of store.list(bucket, 1024)) {
+    usage.files += files.length;
+    for (const f of files) usage.bytes += f.size;
+  }
+  return usage;
+}
+
+/**
+ * How a stored file is named in events, outputs and answers: its path for a local file (as
+ * before), `<bucket>/<name>` for an object.
+ */
+export function storedPath(store: FileStore, bucket: Bucket, name: string): string {
+  return store.localPath(bucket, name) ?? `${bucket}/${name}`;
+}
+
+/** The bucket and name of a `storedPath`, or null when it names neither. */
+export function parseStoredPath(store: FileStore, path: string): { bucket: Bucket; name: string } | null {
+  for (const bucket of BUCKETS) {
+    const local = store.localPath(bucket, '');
+    const prefix = local ?? `${bucket}/`;
+    if (!path.startsWith(prefix)) continue;
+    const name = path.slice(prefix.length);
+    if (name.length > 0 && !name.includes('/')) return { bucket, name };
+  }
+  return null;
+}
+
+/** Result files of a job id: `<id>.<ext>`, the extension having no dot. */
+export async function findResults(store: FileStore, bucket: Bucket, jobId: string): Promise<StoredFile[]> {
+  return (await store.find(bucket, `${jobId}.`)).filter((f) => !f.name.slice(jobId.length + 1).includes('.'));
+}
+
+/** A FileStore for callers that still hand over the DATA_DIR folders (`Storage`). */
+export function asFileStore(from: FileStore | { readonly root: string }): FileStore {
+  return 'kind' in from ? from : new LocalFileStore(from.root);
+}
+
+/** Base64url with padding, as the object store writes digests and metadata subjects. */
+function paddedBase64Url(bytes: Buffer): string {
+  return bytes.toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+}
+
+/** The stream's bytes in chunks of exactly `size` (the last one shorter): a range read relies on it. */
+async function* fixedChunks(source: Readable, size: number): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let length = 0;
+  for await (const data of source) {
+    let buf = data as Buffer;
+    while (length + buf.length >= size) {
+      const take = size - length;
+      pending.push(buf.subarray(0, take));
+      yield Buffer.concat(pending);
+      buf = buf.subarray(take);
+      pending = [];
+      length = 0;
+    }
+    if (buf.length > 0) {
+      pending.push(buf);
+      length += buf.length;
+    }
+  }
+  if (length > 0) yield Buffer.concat(pending);
 }

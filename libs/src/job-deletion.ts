@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { unavailable } from './errors.js';
-import { releaseJobFiles } from './job-files.js';
+import { asFileStore, parseStoredPath, type FileStore } from './file-store.js';
+import { releaseJobFiles, removeStored } from './job-files.js';
 import { jobKey, jobRecordSchema, type JobKind, type JobRecord } from './job-record.js';
 import { ACTIVE_INDEX, EXPIRY_INDEX } from './job-store.js';
 import { LuaScript } from './lua.js';
@@ -40,7 +41,7 @@ return cur
 
 export interface DeletedJob {
   readonly record: JobRecord;
-  /** Paths removed. */
+  /** Files removed (`storedPath`: a local path, or `<bucket>/<name>` for an object). */
   readonly removed: string[];
   readonly bytes: number;
 }
@@ -52,7 +53,7 @@ export interface DeletedJob {
  */
 export async function deleteJob(
   redis: Redis,
-  storage: Storage,
+  storage: Storage | FileStore,
   kind: JobKind,
   id: string,
   hooks: DeletionHooks = {},
@@ -109,13 +110,14 @@ export type DiscardOutcome = 'removed' | 'kept_live' | 'left_to_sweep' | 'kept_u
  * the key's tombstone, taken when no record exists, so no new job can be created (and write
  * there) until they are gone. When a record exists the files stay: they are that job's, or
  * the same id's same content about to be replaced by its own run, and go with that record.
- * Never throws.
+ * `files` are `storedPath`s of `store` (local paths when it is omitted). Never throws.
  */
 export async function discardStaleOutput(
   redis: Redis,
   kind: JobKind,
   id: string,
   files: readonly string[],
+  store?: FileStore,
 ): Promise<DiscardOutcome> {
   const key = jobKey(kind, id);
   const tombstone = sweepingKey(key);
@@ -139,9 +141,24 @@ export async function discardStaleOutput(
   if (claim === 'live') return 'kept_live';
   if (claim === 'sweep') return 'left_to_sweep';
   try {
-    await removeFiles([...files]);
+    await removeOutput(files, store);
     return 'removed';
+  } catch {
+    // The object store did not answer: what is left has no record, so the orphan pass takes it.
+    return 'kept_unsure';
   } finally {
     await releaseIfOwner(redis, tombstone, token).catch(() => false);
   }
+}
+
+/** Stored files through the store, anything else (a local path) directly. */
+async function removeOutput(files: readonly string[], store: FileStore | undefined): Promise<void> {
+  const stored = store ? asFileStore(store) : null;
+  const entries = stored ? files.map((f) => parseStoredPath(stored, f)) : [];
+  if (stored)
+    await removeStored(
+      stored,
+      entries.filter((e) => e !== null),
+    );
+  await removeFiles(files.filter((_, i) => !entries[i]));
 }

@@ -1,10 +1,9 @@
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { JobKind } from './job-record.js';
 import { jobKey } from './job-record.js';
 import { unavailable } from './errors.js';
-import { findResultFiles, removeFiles, type Storage } from './storage.js';
+import { asFileStore, BUCKETS, findResults, storedPath, type Bucket, type FileStore } from './file-store.js';
+import type { Storage } from './storage.js';
 import { lockToken, releaseIfOwner, retryWhileBusy, sweepingKey, TOMBSTONE_TTL_MS } from './sweep-lock.js';
 
 /**
@@ -111,19 +110,36 @@ export async function endUploadRelease(redis: Redis, hex16: string, token: strin
   await releaseIfOwner(redis, uploadSweepingKey(hex16), token);
 }
 
-async function uploadFiles(storage: Storage, hex16: string): Promise<string[]> {
-  try {
-    return (await readdir(storage.uploads))
-      .filter((n) => n.startsWith(hex16))
-      .map((n) => join(storage.uploads, n));
-  } catch {
-    return [];
-  }
+/** The result files a job owns alone (not the shared upload). */
+export async function resultFiles(
+  storage: Storage | FileStore,
+  kind: JobKind,
+  id: string,
+): Promise<string[]> {
+  const files = asFileStore(storage);
+  const bucket = resultBucket(kind);
+  return (await findResults(files, bucket, id)).map((f) => storedPath(files, bucket, f.name));
 }
 
-/** The result files a job owns alone (not the shared upload). */
-export async function resultFiles(storage: Storage, kind: JobKind, id: string): Promise<string[]> {
-  return findResultFiles(kind === 'download' ? storage.downloads : storage.normalized, id);
+export function resultBucket(kind: JobKind): Bucket {
+  return kind === 'download' ? 'downloads' : 'normalized';
+}
+
+/** Removes stored files by bucket; returns their `storedPath`s and the bytes freed. */
+export async function removeStored(
+  files: FileStore,
+  entries: readonly { bucket: Bucket; name: string }[],
+): Promise<{ removed: string[]; bytes: number }> {
+  const removed: string[] = [];
+  let bytes = 0;
+  for (const bucket of BUCKETS) {
+    const names = entries.filter((e) => e.bucket === bucket).map((e) => e.name);
+    if (names.length === 0) continue;
+    const out = await files.remove(bucket, names);
+    removed.push(...out.removed.map((f) => storedPath(files, bucket, f.name)));
+    bytes += out.bytes;
+  }
+  return { removed, bytes };
 }
 
 /**
@@ -132,18 +148,23 @@ export async function resultFiles(storage: Storage, kind: JobKind, id: string): 
  */
 export async function releaseJobFiles(
   redis: Redis,
-  storage: Storage,
+  storage: Storage | FileStore,
   kind: JobKind,
   id: string,
 ): Promise<{ removed: string[]; bytes: number }> {
-  const paths = await resultFiles(storage, kind, id);
-  if (kind !== 'normalize') return removeFiles(paths);
+  const files = asFileStore(storage);
+  const bucket = resultBucket(kind);
+  const entries = (await findResults(files, bucket, id)).map((f) => ({ bucket, name: f.name }));
+  if (kind !== 'normalize') return removeStored(files, entries);
   const hex16 = uploadHashOf(id);
   const token = lockToken();
   const last = await releaseUploadRef(redis, id, token);
-  if (last) paths.push(...(await uploadFiles(storage, hex16)));
+  if (last) {
+    const uploads = await files.find('uploads', hex16);
+    entries.push(...uploads.map((f) => ({ bucket: 'uploads' as const, name: f.name })));
+  }
   try {
-    return await removeFiles(paths);
+    return await removeStored(files, entries);
   } finally {
     if (last) await endUploadRelease(redis, hex16, token);
   }

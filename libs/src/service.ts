@@ -1,4 +1,6 @@
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from './config.js';
 import { effectiveConfig } from './config.js';
@@ -10,6 +12,7 @@ import type { Logger } from './logger.js';
 import { connectNats, ensureJetStream } from './nats.js';
 import { closeRedis, createRedis, waitForRedis, type Redis } from './redis.js';
 import { recordServiceConfig } from './service-registry.js';
+import { LocalFileStore, NatsFileStore, type FileStore } from './file-store.js';
 import { createStorage, ensureStorage, type Storage } from './storage.js';
 import { serviceConfigSubject } from './subjects.js';
 
@@ -22,19 +25,29 @@ export interface ServiceContext {
   readonly nc: NatsConnection;
   readonly redis: Redis;
   readonly store: JobStore;
+  /** Local folders; with `STORAGE=nats` only `tmp` is used. */
   readonly storage: Storage;
+  /** Where finished files live (`STORAGE`): every result and upload read, write and delete goes here. */
+  readonly files: FileStore;
   readonly events: EventPublisher;
 }
 
 /** Connects to NATS and Redis, sets up streams, consumers and folders. */
 export async function openContext(service: string, config: Config, logger: Logger): Promise<ServiceContext> {
   const storage = createStorage(config.dataDir);
-  await ensureStorage(storage);
+  // With STORAGE=nats the folder is this service's own scratch space: tmp/ alone.
+  if (config.storage === 'local') await ensureStorage(storage);
+  else await claimTmp(storage, logger);
   const redis = createRedis(config, logger, service);
   try {
     await waitForRedis(redis, 15_000);
     const nc = await connectNats(config, service, logger);
     await ensureJetStream(nc, config);
+    const files: FileStore =
+      config.storage === 'nats'
+        ? new NatsFileStore(nc, config.natsReplicas)
+        : new LocalFileStore(config.dataDir);
+    await files.ensure();
     return {
       service,
       instance: `${hostname()}:${process.pid}`,
@@ -50,11 +63,46 @@ export async function openContext(service: string, config: Config, logger: Logge
         createReplicas: config.redisSentinels.length > 0 ? 1 : 0,
       }),
       storage,
+      files,
       events: new EventPublisher(nc),
     };
   } catch (err) {
     await closeRedis(redis);
     throw err;
+  }
+}
+
+/**
+ * With STORAGE=nats, `tmp/` is this process's own (each service has its own DATA_DIR), so
+ * what an earlier process left there when it was killed goes now: no janitor sees this
+ * folder. A folder that another live process on this host claims (a DATA_DIR shared against
+ * the rule, as `npm start` does) is left alone.
+ */
+async function claimTmp(storage: Storage, logger: Logger): Promise<void> {
+  await mkdir(storage.tmp, { recursive: true });
+  const ownerFile = join(storage.root, '.tmp-owner');
+  const me = `${hostname()}:${process.pid}`;
+  const [host, pidText] = (await readFile(ownerFile, 'utf8').catch(() => '')).split(':');
+  const pid = Number(pidText);
+  if (host === hostname() && pid > 0 && pid !== process.pid && isAlive(pid)) {
+    logger.warn(
+      { dataDir: storage.root, pid },
+      'DATA_DIR is shared with another process; its tmp/ is left as it is',
+    );
+    return;
+  }
+  await writeFile(ownerFile, me);
+  for (const name of await readdir(storage.tmp)) {
+    await rm(join(storage.tmp, name), { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Objm } from '@nats-io/obj';
 import { LocalFileStore, NatsFileStore, type FileStore } from '@media-jobs/libs';
 import { startNats, tempDataDir, type TestServer } from '@media-jobs/libs/testing';
 
@@ -103,6 +104,49 @@ describe.each(stores)('%s file store', (kind, make) => {
     expect(await store.read('downloads', 'abc_best.mp4')).toBeNull();
     expect(await store.find('downloads', 'abc_best.')).toEqual([]);
   });
+
+  it('when two files are put at the same time, then ranges of each still read back exactly', async () => {
+    // Concurrent puts interleave their chunks in the bucket's stream: a range read cannot
+    // jump to its chunk by sequence there and walks from the first one instead.
+    const other = randomBytes(400 * 1024);
+    await Promise.all([
+      store.put('downloads', 'p1_best.mp4', await staged(content)),
+      store.put('downloads', 'p2_best.mp4', await staged(other)),
+    ]);
+    for (const [name, bytes] of [
+      ['p1_best.mp4', content],
+      ['p2_best.mp4', other],
+    ] as const) {
+      expect((await bytesOf(await store.read('downloads', name))).equals(bytes)).toBe(true);
+      const got = await bytesOf(await store.read('downloads', name, { start: 270_000, end: 300_000 }));
+      expect(got.equals(bytes.subarray(270_000, 300_001))).toBe(true);
+    }
+    await store.remove('downloads', ['p1_best.mp4', 'p2_best.mp4']);
+  });
+
+  it('when an empty file is put, then it reads back empty and is listed by name', async () => {
+    await store.put('normalized', 'empty_x.wav', await staged(Buffer.alloc(0)));
+    expect(await store.stat('normalized', 'empty_x.wav')).toMatchObject({ size: 0 });
+    expect((await bytesOf(await store.read('normalized', 'empty_x.wav'))).length).toBe(0);
+    const names: string[] = [];
+    for await (const chunk of store.names('normalized', 10)) names.push(...chunk);
+    expect(names).toContain('empty_x.wav');
+    expect(store.localPath('normalized', 'empty_x.wav') === null).toBe(kind === 'nats');
+  });
+
+  it.runIf(kind === 'nats')(
+    'when a file is put, then the object store client reads it too (same format)',
+    async () => {
+      await store.put('uploads', 'fmt.bin', await staged(content));
+      const os = await new Objm(nc).open('uploads');
+      const got = await os.get('fmt.bin');
+      const chunks: Buffer[] = [];
+      for await (const c of got!.data) chunks.push(Buffer.from(c));
+      expect(await got!.error).toBeFalsy();
+      expect(Buffer.concat(chunks).equals(content)).toBe(true);
+      await store.remove('uploads', ['fmt.bin']);
+    },
+  );
 
   it('when a file was never stored, then stat and read answer null', async () => {
     expect(await store.stat('normalized', 'never.wav')).toBeNull();

@@ -1,8 +1,12 @@
-import { access, readdir, rename, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { extname, join } from 'node:path';
 import {
   AppError,
+  asFileStore,
+  copyToFile,
   normalizeRequestSchema,
+  storedPath,
+  type FileStore,
   type Config,
   type JobHandler,
   type JobOutput,
@@ -31,7 +35,10 @@ import { encode, measureLoudness, measureTruePeak, probeMedia, type ToolPaths } 
 
 export interface NormalizeJobDeps {
   config: Pick<Config, 'ffmpegPath' | 'ffprobePath' | 'normalizeTargetLufs' | 'normalizeTruePeakDb'>;
+  /** Local folders: `tmp` for work, and the results' place when `files` is not given. */
   storage: Storage;
+  /** Where uploads are read and results put (`STORAGE`); the folders of `storage` by default. */
+  files?: FileStore;
   logger: Logger;
 }
 
@@ -47,22 +54,26 @@ function parseRequest(run: JobRun): NormalizeRequest {
 
 /**
  * The stored upload: `<sha256>.<ext>` under the extension this request declared, or, when the
- * same bytes arrived first under another declared type, the one copy stored for them.
+ * same bytes arrived first under another declared type, the one copy stored for them. A local
+ * file is read in place; an object is copied into the run's work folder first.
  */
-async function uploadPath(storage: Storage, request: NormalizeRequest): Promise<string> {
+async function uploadInput(files: FileStore, request: NormalizeRequest, workDir: string): Promise<string> {
   const { sha256, ext } = request.upload;
-  const path = join(storage.uploads, `${sha256}.${ext}`);
-  const exists = await access(path).then(
-    () => true,
-    () => false,
-  );
-  if (exists) return path;
-  const stored = (await readdir(storage.uploads).catch(() => [] as string[])).find((name) =>
-    name.startsWith(`${sha256}.`),
-  );
-  if (stored) return join(storage.uploads, stored);
-  throw new AppError('normalize.upload_missing', 'the uploaded file is no longer on disk; upload it again');
+  let name = `${sha256}.${ext}`;
+  if (!(await files.stat('uploads', name))) {
+    const stored = (await files.find('uploads', `${sha256}.`))[0];
+    if (!stored) throw uploadMissing();
+    name = stored.name;
+  }
+  const local = files.localPath('uploads', name);
+  if (local) return local;
+  const path = join(workDir, `input${extname(name)}`);
+  if (!(await copyToFile(files, 'uploads', name, path))) throw uploadMissing();
+  return path;
 }
+
+const uploadMissing = () =>
+  new AppError('normalize.upload_missing', 'the uploaded file is no longer on disk; upload it again');
 
 /**
  * The normalize job: probe, measure (only for `normalize_volume`), then one ffmpeg run that
@@ -87,7 +98,8 @@ export function createNormalizeHandler(deps: NormalizeJobDeps): JobHandler {
 async function normalize(deps: NormalizeJobDeps, run: JobRun, signal: AbortSignal): Promise<JobOutput> {
   const tools: ToolPaths = deps.config;
   const request = parseRequest(run);
-  const input = await uploadPath(deps.storage, request);
+  const files = deps.files ?? asFileStore(deps.storage);
+  const input = await uploadInput(files, request, run.workDir);
   run.progress(0, 'probing');
   const info = await probeMedia(tools, input, signal);
   const ops = request.operations;
@@ -113,8 +125,9 @@ async function normalize(deps: NormalizeJobDeps, run: JobRun, signal: AbortSigna
     );
   const inputLoudness = step ? { ...step.input, truePeak: await step.inputTruePeak } : null;
   const size = output.sizeBytes ?? (await stat(workOutput)).size;
-  const final = join(deps.storage.normalized, `${run.job.id}.${plan.ext}`);
-  await rename(workOutput, final);
+  const name = `${run.job.id}.${plan.ext}`;
+  await files.put('normalized', name, workOutput);
+  const final = storedPath(files, 'normalized', name);
   const result = describeResult(run.job.id, request, { ext: plan.ext, format }, info, output, size);
   if (step && inputLoudness && measured) result.loudness = describeLoudness(step, inputLoudness, measured);
   return { result, files: [final] };

@@ -13,7 +13,7 @@ export function startNormalizeWorker(
     kind: 'normalize',
     config,
     logger,
-    handler: (ctx) => createNormalizeHandler({ config, storage: ctx.storage, logger }),
+    handler: (ctx) => createNormalizeHandler({ config, storage: ctx.storage, files: ctx.files, logger }),
     concurrency: config.normalizeConcurrency,
     timeoutMs: config.normalizeTimeoutMs,
   });

@@ -1,8 +1,9 @@
 import { basename, join } from 'node:path';
 import { Router } from 'express';
-import { AppError, badRequest, deleteJob } from '@media-jobs/libs';
+import { AppError, badRequest, deleteJob, resultBucket } from '@media-jobs/libs';
 import type { GatewayDeps } from '../deps.js';
 import { jobView } from '../job-view.js';
+import { sendStored } from '../stored-file.js';
 import { listQuerySchema } from '../schemas.js';
 import { jobIdParam, requireJob } from './job-lookup.js';
 
@@ -41,15 +42,21 @@ export function jobRoutes(deps: GatewayDeps): Router {
     if (!RESULT_FILE.test(file) || !file.startsWith(`${record.id}.`)) {
       throw new AppError('job.file_missing', `job ${record.id} has no result file`, { status: 404 });
     }
-    const dir = record.kind === 'download' ? deps.storage.downloads : deps.storage.normalized;
+    const missing = () =>
+      new AppError('job.file_missing', `the file of job ${record.id} is gone`, { status: 404 });
+    const bucket = resultBucket(record.kind);
+    const dir = deps.files.localPath(bucket, '');
+    if (dir === null) {
+      await sendStored(req, res, deps.files, { bucket, name: file, missing });
+      return;
+    }
     // send streams the file with Range, ETag and Last-Modified support.
     res.sendFile(
       join(dir, file),
       { dotfiles: 'deny', headers: { 'Content-Disposition': `attachment; filename="${file}"` } },
       (err?: Error & { code?: string }) => {
         if (!err) return;
-        if (err.code === 'ENOENT')
-          next(new AppError('job.file_missing', `the file of job ${record.id} is gone`, { status: 404 }));
+        if (err.code === 'ENOENT') next(missing());
         else if (!res.headersSent) next(err);
       },
     );
@@ -60,7 +67,7 @@ export function jobRoutes(deps: GatewayDeps): Router {
     // Record and files go under the key's tombstone, so a new identical submission waits
     // until the files are gone instead of completing into a file this deletion then removes.
     const deletion = deps.hooks?.deletion;
-    const freed = await deleteJob(deps.redis, deps.storage, record.kind, record.id, deletion);
+    const freed = await deleteJob(deps.redis, deps.files, record.kind, record.id, deletion);
     if (!freed) throw new AppError('job.not_found', `no job with id ${record.id}`, { status: 404 });
     const files = freed.removed.map((p) => basename(p));
     deps.events.job(record.kind, record.id, 'deleted', { files, bytes_freed: freed.bytes });

@@ -1,11 +1,17 @@
-import { readdir, readFile, rename, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import {
   AppError,
   QUALITIES,
+  removeCookiesCopy,
+  writeCookiesCopy,
+  type Redis,
+  asFileStore,
   downloadFetchUrl,
-  findResultFiles,
+  findResults,
   removeFiles,
+  storedPath,
+  type FileStore,
   runProcess,
   type Config,
   type DownloadResult,
@@ -18,6 +24,7 @@ import {
 } from '@media-jobs/libs';
 import { startEgressProxy, type EgressProxy, type EgressProxyOptions } from './egress-proxy.js';
 import { probeMedia } from './probe.js';
+import { waitForSiteSlot } from './site-slot.js';
 import {
   DownloadTracker,
   MEDIA_BASENAME,
@@ -29,8 +36,24 @@ import {
 } from './yt-dlp.js';
 
 export interface DownloadJobDeps {
-  config: Pick<Config, 'ytDlpPath' | 'ffmpegPath' | 'ffprobePath' | 'maxDownloadBytes' | 'allowPrivateUrls'>;
+  config: Pick<
+    Config,
+    | 'ytDlpPath'
+    | 'ffmpegPath'
+    | 'ffprobePath'
+    | 'maxDownloadBytes'
+    | 'allowPrivateUrls'
+    | 'ytDlpCookiesFile'
+    | 'ytDlpProxy'
+    | 'siteConcurrency'
+    | 'siteMinGapMs'
+    | 'jobAckWaitMs'
+  >;
+  /** Cookies PUT to /admin/cookies and the per-site slots live here; without it, only YTDLP_COOKIES_FILE and no pacing. */
+  redis?: Redis;
   storage: Storage;
+  /** Where results are put (`STORAGE`); the folders of `storage` by default. */
+  files?: FileStore;
   logger: Logger;
   /** Options of the egress proxy used while ALLOW_PRIVATE_URLS is false (tests inject a policy). */
   egress?: EgressProxyOptions;
@@ -58,14 +81,22 @@ export function createDownloadHandler(deps: DownloadJobDeps): JobHandler {
     const log = deps.logger.child({ job_id: run.job.id, attempt: run.attempt });
     await removeEarlierWorkDirs(deps.storage, run);
     run.progress(0, 'downloading');
-    const downloaded = await runYtDlp(deps, run, request, log);
+    // Only the transfer holds the site's slot, not probing or storing the file.
+    const slot = await waitForSiteSlot(deps.config, deps.redis, run, request.fetchUrl, log);
+    let downloaded: Downloaded;
+    try {
+      downloaded = await runYtDlp(deps, run, request, log);
+    } finally {
+      await slot?.release();
+    }
     run.progress(97, 'probing');
     const info = await probeMedia(deps.config.ffprobePath, downloaded.path, run.signal);
     const { size } = await stat(downloaded.path);
     // Merging or extracting can change the size after the last progress line.
     if (size > deps.config.maxDownloadBytes) throw tooLarge(deps.config.maxDownloadBytes);
     const ext = safeExtension(downloaded.path);
-    const finalPath = await moveIntoPlace(deps.storage, run.job.id, downloaded.path, ext);
+    const files = deps.files ?? asFileStore(deps.storage);
+    const finalPath = await moveIntoPlace(files, run.job.id, downloaded.path, ext);
     return {
       result: {
         file: `${run.job.id}.${ext}`,
@@ -110,19 +141,27 @@ async function runYtDlp(
 ): Promise<Downloaded> {
   const { config } = deps;
   const watch = watchOutput(run, config.maxDownloadBytes, log);
-  // One proxy per run: its refusals belong to this job alone.
+  // One proxy per run: its refusals belong to this job alone. It chains to YTDLP_PROXY, if set.
   const proxy: EgressProxy | null = config.allowPrivateUrls
     ? null
-    : await startEgressProxy({ logger: log, ...deps.egress });
-  const args = buildYtDlpArgs({
-    url: request.fetchUrl,
-    quality: request.quality,
-    workDir: run.workDir,
-    ffmpegPath: config.ffmpegPath,
-    ...(proxy ? { proxy: proxy.url } : {}),
-  });
+    : await startEgressProxy({
+        logger: log,
+        ...(config.ytDlpProxy ? { upstream: config.ytDlpProxy } : {}),
+        ...deps.egress,
+      });
+  let cookiesFile: string | null = null;
   let exit;
   try {
+    cookiesFile = await writeCookiesCopy(deps.redis, config, run.workDir);
+    const upstream = proxy?.url ?? (config.ytDlpProxy || undefined);
+    const args = buildYtDlpArgs({
+      url: request.fetchUrl,
+      quality: request.quality,
+      workDir: run.workDir,
+      ffmpegPath: config.ffmpegPath,
+      ...(upstream ? { proxy: upstream } : {}),
+      ...(cookiesFile ? { cookiesFile } : {}),
+    });
     exit = await runProcess(config.ytDlpPath, args, {
       signal: AbortSignal.any([run.signal, watch.overLimit]),
       cwd: run.workDir,
@@ -131,6 +170,7 @@ async function runYtDlp(
     });
   } finally {
     await proxy?.close();
+    await removeCookiesCopy(cookiesFile);
   }
   const refused = proxy?.refusals[0];
   if (refused && exit.code !== 0 && !run.signal.aborted) {
@@ -221,11 +261,14 @@ function safeExtension(path: string): string {
   return /^[a-z0-9]{1,8}$/.test(ext) ? ext : 'bin';
 }
 
-/** Renames into `downloads/`, replacing a result of an earlier run of this id with another extension. */
-async function moveIntoPlace(storage: Storage, id: string, from: string, ext: string): Promise<string> {
-  const finalPath = join(storage.downloads, `${id}.${ext}`);
-  const stale = (await findResultFiles(storage.downloads, id)).filter((p) => p !== finalPath);
-  await removeFiles(stale);
-  await rename(from, finalPath);
-  return finalPath;
+/** Puts into `downloads`, replacing a result of an earlier run of this id with another extension. */
+async function moveIntoPlace(files: FileStore, id: string, from: string, ext: string): Promise<string> {
+  const name = `${id}.${ext}`;
+  const stale = (await findResults(files, 'downloads', id)).filter((f) => f.name !== name);
+  await files.remove(
+    'downloads',
+    stale.map((f) => f.name),
+  );
+  await files.put('downloads', name, from);
+  return storedPath(files, 'downloads', name);
 }

@@ -8,6 +8,7 @@ import {
   type Worker,
 } from '@media-jobs/libs';
 import { createDownloadHandler } from './download-job.js';
+import { tooSlow } from './yt-dlp.js';
 
 export type DownloadWorker = Worker;
 
@@ -21,9 +22,11 @@ export function startDownloadWorker(
     kind: 'download',
     config,
     logger,
-    handler: (ctx) => createDownloadHandler({ config, storage: ctx.storage, logger }),
+    handler: (ctx) =>
+      createDownloadHandler({ config, storage: ctx.storage, files: ctx.files, redis: ctx.redis, logger }),
     concurrency: config.downloadConcurrency,
     timeoutMs: config.downloadTimeoutMs,
+    timeoutError: tooSlow,
     onReady: () => logToolVersion(config.ytDlpPath, logger),
   });
 }

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
-import { AppError, qualityHeight, type Quality } from '@media-jobs/libs';
+import { AppError, failureKind, qualityHeight, YTDLP_ONE_ITEM_ARGS, type Quality } from '@media-jobs/libs';
 
 // What yt-dlp's errors mean lives in libs, shared with the gateway's /probe.
-export { classifyFailure, errorReason } from '@media-jobs/libs';
+export { FAILURE_KINDS, classifyFailure, errorReason } from '@media-jobs/libs';
 
 /**
  * Everything about talking to yt-dlp that needs no process: the argument array, the
@@ -24,8 +24,10 @@ export interface YtDlpArgsOptions {
   workDir: string;
   ffmpegPath: string;
   socketTimeoutSeconds?: number;
-  /** Every connection goes through this proxy (the worker's egress proxy), redirects included. */
+  /** Every connection goes through this proxy (the worker's egress proxy, or YTDLP_PROXY), redirects included. */
   proxy?: string;
+  /** This run's private copy of the cookies (yt-dlp writes the jar back to it at exit). */
+  cookiesFile?: string;
 }
 
 /**
@@ -54,13 +56,8 @@ const literalTemplate = (path: string): string => path.replaceAll('%', '%%');
  */
 export function buildYtDlpArgs(options: YtDlpArgsOptions): string[] {
   const args = [
-    '--ignore-config',
-    '--no-update',
-    '--no-cache-dir',
-    '--no-playlist',
     // A URL that is only a playlist must still give one file, not all of them.
-    '--playlist-items',
-    '1',
+    ...YTDLP_ONE_ITEM_ARGS,
     '--newline',
     // The progress lines are the worker's only view of the transfer (and of the size limit).
     '--progress',
@@ -86,6 +83,7 @@ export function buildYtDlpArgs(options: YtDlpArgsOptions): string[] {
   ];
   if (options.ffmpegPath !== 'ffmpeg') args.push('--ffmpeg-location', options.ffmpegPath);
   if (options.proxy) args.push('--proxy', options.proxy);
+  if (options.cookiesFile) args.push('--cookies', options.cookiesFile);
   args.push('--', options.url);
   return args;
 }
@@ -167,10 +165,21 @@ export class DownloadTracker {
 }
 
 export function tooLarge(maxBytes: number): AppError {
+  const { code, status } = failureKind('limits.size');
   return new AppError(
-    'download.too_large',
+    code,
     `the media is larger than the ${formatMb(maxBytes)} MB download limit (MAX_DOWNLOAD_MB)`,
-    { status: 413, details: { max_bytes: maxBytes } },
+    { status, details: { max_bytes: maxBytes } },
+  );
+}
+
+/** A run longer than DOWNLOAD_TIMEOUT_SECONDS: final, as the next run would take as long. */
+export function tooSlow(timeoutMs: number): AppError {
+  const { code, status } = failureKind('limits.time');
+  return new AppError(
+    code,
+    `the download took longer than the ${Math.round(timeoutMs / 1000)} s limit (DOWNLOAD_TIMEOUT_SECONDS)`,
+    { status },
   );
 }
 

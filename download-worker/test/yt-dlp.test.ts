@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mediaInfo } from '../src/probe.js';
 import {
   DownloadTracker,
+  FAILURE_KINDS,
   PROGRESS_PREFIX,
   buildYtDlpArgs,
   classifyFailure,
@@ -11,6 +12,7 @@ import {
   progressPercent,
   type YtDlpProgress,
 } from '../src/yt-dlp.js';
+import { YT_DLP_MESSAGES } from './yt-dlp-messages.js';
 
 const base = {
   url: 'https://example.com/v.m3u8',
@@ -153,55 +155,35 @@ describe('progress', () => {
 
 describe('classifyFailure', () => {
   const exit = { code: 1, stderrTail: '' };
-  it.each([
-    [
-      'ERROR: [generic] nothing: Unable to download webpage: HTTP Error 404: Not Found (caused by <HTTPError 404: Not Found>)',
-      'download.unavailable',
-      false,
-    ],
-    [
-      "ERROR: [generic] None: Unable to download webpage: HTTP Error 403: Forbidden (caused by <HTTPError 403: 'Forbidden'>); please report this issue on  https://github.com/yt-dlp/yt-dlp/issues?q= , filling out the appropriate issue template.",
-      'download.unavailable',
-      false,
-    ],
-    ['ERROR: Unsupported URL: https://example.com/', 'download.unavailable', false],
-    ['ERROR: [generic] page: No video formats found!', 'download.unavailable', false],
-    [
-      'ERROR: [generic] x: Unable to download webpage: HTTP Error 503: Service Unavailable',
-      'download.network',
-      true,
-    ],
-    [
-      'ERROR: [generic] x: Unable to download webpage: [Errno 111] Connection refused (caused by TransportError)',
-      'download.network',
-      true,
-    ],
-    [
-      'ERROR: [generic] x: Unable to download webpage: The read operation timed out',
-      'download.network',
-      true,
-    ],
-    [
-      'ERROR: unable to download video data: <urlopen error [Errno 104] Connection reset by peer>',
-      'download.network',
-      true,
-    ],
-    ['ERROR: fragment 1 not found, unable to continue', 'download.network', true],
-    [
-      'ERROR: Postprocessing: ffprobe and ffmpeg not found. Please install or provide the path using --ffmpeg-location',
-      'tool.missing',
-      true,
-    ],
-    [
-      'ERROR: [generic] x: Unable to download webpage: <urlopen error [Errno -2] Name or service not known>',
-      'download.unavailable',
-      false,
-    ],
-    ['ERROR: something nobody has seen before', 'download.failed', false],
-  ])('when yt-dlp says %j, then the code is %s (retryable %s)', (error, code, retryable) => {
-    const err = classifyFailure([error], exit);
-    expect(err.code).toBe(code);
-    expect(err.retryable).toBe(retryable);
+  const final = new Map(FAILURE_KINDS.map((k) => [k.code, k.final]));
+
+  it.each(YT_DLP_MESSAGES)(
+    'when yt-dlp says it is %s (%j), then the job error has that code',
+    (code, line) => {
+      const err = classifyFailure([line], exit);
+      expect(err.code).toBe(code);
+      expect(err.retryable).toBe(!final.get(code));
+      // The reason is yt-dlp's, without advice a user cannot follow (command-line options, bug reports).
+      expect(err.message).not.toMatch(/please report|Use --cookies|--list-formats for a list|caused by/);
+    },
+  );
+
+  it('when the table is read, then every code is dotted, unique and covered by a real yt-dlp message', () => {
+    const codes = FAILURE_KINDS.map((k) => k.code);
+    expect(new Set(codes).size).toBe(codes.length);
+    for (const code of codes) expect(code).toMatch(/^[a-z]+\.[a-z0-9_]+$/);
+    // Codes the worker raises itself have no yt-dlp pattern.
+    const raisedByWorker = ['limits.time', 'ytdlp.failed'];
+    const covered = new Set(YT_DLP_MESSAGES.map(([code]) => code));
+    expect(codes.filter((c) => !covered.has(c) && !raisedByWorker.includes(c))).toEqual([]);
+  });
+
+  it('when YouTube asks for a bot check, then the job fails at once and the message says how to supply cookies', () => {
+    const err = classifyFailure([YT_DLP_MESSAGES.find(([c]) => c === 'source.bot_check')![1]], exit);
+    expect(err.retryable).toBe(false);
+    expect(err.message).toMatch(/YTDLP_COOKIES_FILE/);
+    expect(err.message).toMatch(/PUT \/admin\/cookies/);
+    expect(err.message).toMatch(/Sign in to confirm you’re not a bot\)$/);
   });
 
   it('when yt-dlp reports a 404, then the message quotes its reason without the bug-report advice', () => {
@@ -212,8 +194,19 @@ describe('classifyFailure', () => {
       exit,
     );
     expect(err.message).toBe(
-      'the media cannot be downloaded: Unable to download webpage: HTTP Error 404: Not Found',
+      'the media is not available (removed, never existed, or taken down) (Unable to download webpage: HTTP Error 404: Not Found)',
     );
+  });
+
+  it('when the last line says only that it gives up, then an earlier line names the cause', () => {
+    const err = classifyFailure(
+      [
+        'ERROR: [generic] x: Unable to download webpage: HTTP Error 503: Service Unavailable',
+        'ERROR: giving up',
+      ],
+      exit,
+    );
+    expect(err.code).toBe('network.http_5xx');
   });
 
   it('when there is no ERROR line, then the last stderr line that is not a warning is the reason', () => {
@@ -222,7 +215,10 @@ describe('classifyFailure', () => {
       code: 2,
       stderrTail: 'yt-dlp: error: no such option: --bogus\nWARNING: x\n',
     });
-    expect(err.message).toBe('yt-dlp failed: yt-dlp: error: no such option: --bogus');
+    expect(err.code).toBe('ytdlp.failed');
+    expect(err.message).toBe(
+      'yt-dlp failed in a way this service does not know (yt-dlp: error: no such option: --bogus)',
+    );
     expect(errorReason('ERROR: [youtube] abcdefghijk: Video unavailable')).toBe('Video unavailable');
   });
 });

@@ -124,7 +124,7 @@ describe('GET /probe', () => {
     const res = await probe({ url: `${fixtures.origin}/mp4/missing.mp4` });
     expect(res.status).toBe(200);
     check.response('/probe', 'get', 200, res.body);
-    expect(res.body.source_error).toMatchObject({ code: 'download.unavailable' });
+    expect(res.body.source_error).toMatchObject({ code: 'source.unavailable' });
     expect(res.body).toMatchObject({ title: null, duration_s: null, qualities: [] });
   });
 

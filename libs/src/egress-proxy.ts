@@ -30,6 +30,12 @@ export interface EgressProxyOptions {
   resolve?: (host: string) => Promise<string[]>;
   /** Longest wait for a connection to the target. */
   connectTimeoutMs?: number;
+  /**
+   * An upstream HTTP proxy (`http://[user:pass@]host:port`, YTDLP_PROXY) to reach every target
+   * through. The policy is checked here first, and a tunnel is asked for the checked address,
+   * not the name, so the upstream cannot resolve it differently (see `upstreamConnect`).
+   */
+  upstream?: string;
   logger?: Logger;
 }
 
@@ -81,10 +87,79 @@ function parseAuthority(authority: string): { host: string; port: number } | nul
 
 type Target = { ok: true; address: string } | { ok: false; refused: boolean; reason: string };
 
+interface Upstream {
+  host: string;
+  port: number;
+  /** `Proxy-Authorization` value, when the URL has credentials. */
+  auth: string | null;
+}
+
+function parseUpstream(url: string): Upstream {
+  const u = new URL(url);
+  if (u.protocol !== 'http:') throw new Error('the upstream proxy must be an http:// URL');
+  const user = decodeURIComponent(u.username);
+  const pass = decodeURIComponent(u.password);
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(u.port || 80),
+    auth: user || pass ? `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}` : null,
+  };
+}
+
+const authority = (address: string, port: number): string =>
+  `${isIP(address) === 6 ? `[${address}]` : address}:${port}`;
+
+/**
+ * A tunnel to `address:port` through the upstream proxy (HTTP CONNECT): resolves with the
+ * socket once the upstream answered 2xx (bytes after its answer are pushed back), rejects with
+ * its status line otherwise.
+ */
+function upstreamConnect(up: Upstream, address: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: up.host, port: up.port });
+    const timer = setTimeout(() => socket.destroy(new Error('upstream proxy timed out')), timeoutMs);
+    let head = Buffer.alloc(0);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      const target = authority(address, port);
+      socket.write(
+        `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${up.auth ? `Proxy-Authorization: ${up.auth}\r\n` : ''}\r\n`,
+      );
+    });
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (head.length > 16_384) fail(new Error('upstream proxy sent an oversized answer'));
+        return;
+      }
+      socket.off('data', onData);
+      socket.off('error', fail);
+      clearTimeout(timer);
+      const status = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
+      if (!/^HTTP\/1\.[01] 2\d\d\b/.test(status)) {
+        socket.destroy();
+        reject(new Error(`upstream proxy answered ${status.replace(/^HTTP\/1\.[01] /, '') || 'nothing'}`));
+        return;
+      }
+      const rest = head.subarray(end + 4);
+      if (rest.length > 0) socket.unshift(rest);
+      resolve(socket);
+    };
+    socket.on('data', onData);
+  });
+}
+
 export async function startEgressProxy(options: EgressProxyOptions = {}): Promise<EgressProxy> {
   const allowAddress = options.allowAddress ?? ((address: string) => !isPrivateAddress(address));
   const resolveHost = options.resolve ?? defaultResolve;
   const connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
+  const upstreamProxy = options.upstream ? parseUpstream(options.upstream) : null;
   const refusals: EgressRefusal[] = [];
   const sockets = new Set<Socket>();
   const track = (s: Socket) => {
@@ -144,12 +219,23 @@ export async function startEgressProxy(options: EgressProxyOptions = {}): Promis
         return;
       }
       const upstream = httpRequest({
-        host: checked.address,
-        port,
+        // Through an upstream proxy the request is forwarded in absolute form by name (a proxy
+        // takes the host from the request target, so an address would lose the site's name);
+        // without one, the connection goes to the checked address.
+        ...(upstreamProxy
+          ? {
+              host: upstreamProxy.host,
+              port: upstreamProxy.port,
+              path: `http://${target.host}${target.pathname}${target.search}`,
+            }
+          : { host: checked.address, port, path: `${target.pathname}${target.search}` }),
         method: req.method,
-        path: `${target.pathname}${target.search}`,
-        // The client's Host header names the site; the connection goes to the checked address.
-        headers: { ...endToEnd(req.headers), host: target.host },
+        // The client's Host header names the site.
+        headers: {
+          ...endToEnd(req.headers),
+          host: target.host,
+          ...(upstreamProxy?.auth ? { 'proxy-authorization': upstreamProxy.auth } : {}),
+        },
         setHost: false,
         agent: false,
         timeout: connectTimeoutMs,
@@ -193,6 +279,21 @@ export async function startEgressProxy(options: EgressProxyOptions = {}): Promis
             `egress proxy: ${checked.reason}`,
             checked.refused,
           );
+        if (upstreamProxy) {
+          upstreamConnect(upstreamProxy, checked.address, authority.port, connectTimeoutMs).then(
+            (tunnel) => {
+              track(tunnel);
+              client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+              if (head.length > 0) tunnel.write(head);
+              tunnel.pipe(client);
+              client.pipe(tunnel);
+              tunnel.on('error', () => client.destroy());
+              client.on('close', () => tunnel.destroy());
+            },
+            (err: Error) => reply('502 Bad Gateway', `egress proxy: ${err.message}`),
+          );
+          return;
+        }
         const upstream = connect({ host: checked.address, port: authority.port });
         track(upstream);
         const timer = setTimeout(() => upstream.destroy(new Error('connect timed out')), connectTimeoutMs);

@@ -37,7 +37,7 @@ export interface JobRun {
 export interface JobOutput {
   /** What the user sees in the record's `result`. */
   result: Record<string, unknown>;
-  /** Final paths the handler moved into place; removed again if the job vanished meanwhile. */
+  /** `storedPath`s of what the handler put in place; removed again if the job vanished meanwhile. */
   files: string[];
 }
 
@@ -49,6 +49,8 @@ export interface JobRunnerOptions {
   concurrency: number;
   /** Whole-run limit; the run is aborted and fails with `<kind>.timeout`. */
   timeoutMs: number;
+  /** The error a run that outlasts `timeoutMs` fails with (default `<kind>.timeout`). */
+  timeoutError?: (timeoutMs: number) => AppError;
   /** Minimum time between progress writes. */
   progressIntervalMs?: number;
 }
@@ -387,7 +389,13 @@ export class JobRunner {
       logger.info({ job_id: id }, 'Job handed back for another worker');
       return;
     }
-    await this.fail(latest, msg, reason === 'timeout' ? timeoutError(kind, this.options.timeoutMs) : failure);
+    await this.fail(
+      latest,
+      msg,
+      reason === 'timeout'
+        ? (this.options.timeoutError?.(this.options.timeoutMs) ?? timeoutError(kind, this.options.timeoutMs))
+        : failure,
+    );
   }
 
   /**
@@ -395,7 +403,7 @@ export class JobRunner {
    * tombstone (see `discardStaleOutput`): a newer job with the same id keeps its files.
    */
   private async discardOutput(output: JobOutput, kind: JobKind, id: string): Promise<void> {
-    const outcome = await discardStaleOutput(this.ctx.redis, kind, id, output.files);
+    const outcome = await discardStaleOutput(this.ctx.redis, kind, id, output.files, this.ctx.files);
     this.ctx.logger.debug({ job_id: id, outcome }, 'Output of a replaced run handled');
   }
 

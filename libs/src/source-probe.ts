@@ -1,8 +1,12 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { QUALITIES, qualityHeight, type Quality } from './download-id.js';
 import { startEgressProxy, type EgressProxyOptions } from './egress-proxy.js';
 import { AppError } from './errors.js';
 import { runProcess } from './process.js';
 import { classifyFailure } from './yt-dlp-errors.js';
+import { writeCookiesCopy } from './ytdlp-cookies.js';
+import type { Redis } from './redis.js';
 
 /**
  * What a source offers, asked of `yt-dlp --dump-json` without downloading anything: for
@@ -30,6 +34,10 @@ export interface SourceProbeOptions {
   timeoutMs: number;
   /** Options of the egress proxy every connection goes through; null: no proxy (ALLOW_PRIVATE_URLS). */
   egress: EgressProxyOptions | null;
+  /** YTDLP_PROXY: the egress proxy chains to it, or yt-dlp uses it directly when there is none. */
+  upstreamProxy?: string;
+  /** The cookies a download would use (PUT /admin/cookies, else YTDLP_COOKIES_FILE); a private copy lives in `tmpDir` for the run. */
+  cookies?: { redis: Redis | undefined; ytDlpCookiesFile: string; tmpDir: string };
   signal?: AbortSignal;
 }
 
@@ -40,15 +48,23 @@ interface FormatJson {
   acodec?: unknown;
 }
 
+/**
+ * What every yt-dlp run of the project starts with: no user or system config, no self-update,
+ * no cache folder, and one item even for a URL that is only a playlist.
+ */
+export const YTDLP_ONE_ITEM_ARGS: readonly string[] = [
+  '--ignore-config',
+  '--no-update',
+  '--no-cache-dir',
+  '--no-playlist',
+  '--playlist-items',
+  '1',
+];
+
 /** The argument array: one item, nothing written, the URL after `--`. */
-export function sourceProbeArgs(url: string, proxy?: string): string[] {
+export function sourceProbeArgs(url: string, proxy?: string, cookiesFile?: string): string[] {
   const args = [
-    '--ignore-config',
-    '--no-update',
-    '--no-cache-dir',
-    '--no-playlist',
-    '--playlist-items',
-    '1',
+    ...YTDLP_ONE_ITEM_ARGS,
     '--dump-json',
     '--skip-download',
     '--no-progress',
@@ -60,6 +76,7 @@ export function sourceProbeArgs(url: string, proxy?: string): string[] {
     '1',
   ];
   if (proxy) args.push('--proxy', proxy);
+  if (cookiesFile) args.push('--cookies', cookiesFile);
   args.push('--', url);
   return args;
 }
@@ -129,29 +146,46 @@ export function sourceInfo(json: Record<string, unknown>): SourceInfo {
 /**
  * Runs `yt-dlp --dump-json` on `url` behind the egress proxy (so a redirect to a private
  * address is refused as in a download) and within `timeoutMs`. Failures are AppErrors with
- * the codes a download would end with (`download.unavailable`, `download.private_url`, ...),
+ * the codes a download would end with (`FAILURE_KINDS`: `source.unavailable`, `network.timeout`, ...; or `download.private_url`),
  * or `probe.timeout`.
  */
 export async function probeSource(options: SourceProbeOptions): Promise<SourceInfo> {
-  const proxy = options.egress ? await startEgressProxy(options.egress) : null;
+  const proxy = options.egress
+    ? await startEgressProxy({
+        ...(options.upstreamProxy ? { upstream: options.upstreamProxy } : {}),
+        ...options.egress,
+      })
+    : null;
   let json = '';
   const errors: string[] = [];
   let exit;
+  let cookiesDir: string | null = null;
   try {
-    exit = await runProcess(options.ytDlpPath, sourceProbeArgs(options.url, proxy?.url), {
-      ...(options.signal ? { signal: options.signal } : {}),
-      timeoutMs: options.timeoutMs,
-      killGraceMs: 1000,
-      // One JSON line; anything else on stdout is not ours.
-      onStdoutLine: (line) => {
-        if (line.startsWith('{')) json ||= line;
+    let cookiesFile: string | null = null;
+    if (options.cookies) {
+      cookiesDir = await mkdtemp(join(options.cookies.tmpDir, 'probe-'));
+      cookiesFile = await writeCookiesCopy(options.cookies.redis, options.cookies, cookiesDir);
+    }
+    const viaProxy = proxy?.url ?? (options.upstreamProxy || undefined);
+    exit = await runProcess(
+      options.ytDlpPath,
+      sourceProbeArgs(options.url, viaProxy, cookiesFile ?? undefined),
+      {
+        ...(options.signal ? { signal: options.signal } : {}),
+        timeoutMs: options.timeoutMs,
+        killGraceMs: 1000,
+        // One JSON line; anything else on stdout is not ours.
+        onStdoutLine: (line) => {
+          if (line.startsWith('{')) json ||= line;
+        },
+        onStderrLine: (line) => {
+          if (line.startsWith('ERROR:')) errors.push(line);
+        },
       },
-      onStderrLine: (line) => {
-        if (line.startsWith('ERROR:')) errors.push(line);
-      },
-    });
+    );
   } finally {
     await proxy?.close();
+    if (cookiesDir) await rm(cookiesDir, { recursive: true, force: true });
   }
   const refused = proxy?.refusals[0];
   if (refused && exit.code !== 0)

@@ -1,4 +1,5 @@
 import type { Config } from './config.js';
+import type { AppError } from './errors.js';
 import type { JobKind } from './job-record.js';
 import { JobRunner, type JobHandler } from './job-runner.js';
 import { createLogger, type Logger } from './logger.js';
@@ -16,6 +17,8 @@ export interface WorkerOptions {
   concurrency: number;
   /** Whole-run limit of one job. */
   timeoutMs: number;
+  /** The error a run over `timeoutMs` fails with (default `<kind>.timeout`). */
+  timeoutError?: (timeoutMs: number) => AppError;
   /** Minimum time between progress writes (default 250 ms). */
   progressIntervalMs?: number;
   /**
@@ -48,6 +51,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     concurrency,
     timeoutMs: options.timeoutMs,
     ...(options.progressIntervalMs === undefined ? {} : { progressIntervalMs: options.progressIntervalMs }),
+    ...(options.timeoutError ? { timeoutError: options.timeoutError } : {}),
   });
   try {
     await runner.start();

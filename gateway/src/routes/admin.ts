@@ -1,14 +1,17 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { lstat, opendir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Router, type RequestHandler } from 'express';
+import express, { Router, type RequestHandler } from 'express';
 import {
   AppError,
+  badRequest,
   EXPIRY_INDEX,
   JANITOR_SUBJECTS,
   JOB_KINDS,
   JOB_STATUSES,
   LAST_SWEEP_KEY,
+  MAX_COOKIES_BYTES,
+  cookiesState,
+  deleteCookies,
+  putCookies,
   configDisagreements,
   errorMessage,
   jobRecordSchema,
@@ -20,6 +23,7 @@ import {
   type Redis,
 } from '@media-jobs/libs';
 import type { GatewayDeps } from '../deps.js';
+import { storageUsage } from '../disk-usage.js';
 
 /** Most records `GET /admin/stats` reads to count jobs by status; past it the counts say `complete: false`. */
 const COUNT_LIMIT = 100_000;
@@ -77,17 +81,35 @@ export function adminRoutes(deps: GatewayDeps): Router {
   router.post('/admin/cleanup', async (_req, res) => {
     res.json(await requestCleanup(deps));
   });
+  // yt-dlp's cookies for every worker (kept in Redis); the answer says what is stored, never the content.
+  router.put(
+    '/admin/cookies',
+    express.text({ type: () => true, limit: MAX_COOKIES_BYTES, defaultCharset: 'utf-8' }),
+    async (req, res) => {
+      const body: unknown = req.body;
+      if (typeof body !== 'string' || body.length === 0)
+        throw badRequest('cookies.missing', 'send a Netscape cookies.txt as the request body (text/plain)');
+      const state = await putCookies(deps.redis, body);
+      deps.logger.info({ bytes: state.bytes, cookies: state.cookies }, 'yt-dlp cookies replaced');
+      res.json(state);
+    },
+  );
+  router.delete('/admin/cookies', async (_req, res) => {
+    const deleted = await deleteCookies(deps.redis);
+    res.json({ deleted, ...(await cookiesState(deps.redis, deps.config)) });
+  });
   return router;
 }
 
 async function collectStats(deps: GatewayDeps): Promise<Record<string, unknown>> {
   const now = Date.now();
-  const [jobs, cache, disk, lastSweep, services] = await Promise.all([
+  const [jobs, cache, disk, lastSweep, services, cookies] = await Promise.all([
     countJobs(deps.redis, now),
     deps.store.cacheStats(),
     diskUsage(deps),
     deps.redis.get(LAST_SWEEP_KEY),
     listServiceConfigs(deps.redis, now),
+    cookiesState(deps.redis, deps.config),
   ]);
   return {
     jobs,
@@ -101,6 +123,7 @@ async function collectStats(deps: GatewayDeps): Promise<Record<string, unknown>>
       config,
     })),
     disagreements: configDisagreements(services),
+    ytdlp_cookies: cookies,
   };
 }
 
@@ -140,40 +163,9 @@ function safeJson(raw: string): unknown {
   }
 }
 
-/** Files and bytes per folder under DATA_DIR (streamed, so a large folder costs time, not memory). */
-async function diskUsage(deps: GatewayDeps): Promise<Record<string, { files: number; bytes: number }>> {
-  const { downloads, uploads, normalized, tmp } = deps.storage;
-  const entries = await Promise.all(
-    Object.entries({ downloads, uploads, normalized, tmp }).map(
-      async ([name, dir]) => [name, await folderUsage(dir)] as const,
-    ),
-  );
-  return Object.fromEntries(entries);
-}
-
-async function folderUsage(dir: string): Promise<{ files: number; bytes: number }> {
-  const usage = { files: 0, bytes: 0 };
-  let handle;
-  try {
-    handle = await opendir(dir);
-  } catch {
-    return usage;
-  }
-  for await (const entry of handle) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      const inner = await folderUsage(path);
-      usage.files += inner.files;
-      usage.bytes += inner.bytes;
-    } else {
-      usage.files += 1;
-      usage.bytes += await lstat(path).then(
-        (st) => st.size,
-        () => 0,
-      );
-    }
-  }
-  return usage;
+/** Files and bytes per folder under DATA_DIR, or per bucket (streamed: a large one costs time, not memory). */
+function diskUsage(deps: GatewayDeps): Promise<Record<string, { files: number; bytes: number }>> {
+  return storageUsage(deps.files, deps.storage);
 }
 
 /** Asks a janitor over NATS (`janitor.cleanup`) to sweep now; 503 when none answers. */

@@ -56,6 +56,12 @@ export function probeRoutes(deps: GatewayDeps): Router {
         url: target.fetchUrl,
         timeoutMs: PROBE_TIMEOUT_MS,
         egress: deps.config.allowPrivateUrls ? null : { logger: deps.logger },
+        ...(deps.config.ytDlpProxy ? { upstreamProxy: deps.config.ytDlpProxy } : {}),
+        cookies: {
+          redis: deps.redis,
+          ytDlpCookiesFile: deps.config.ytDlpCookiesFile,
+          tmpDir: deps.storage.tmp,
+        },
         signal: stop.signal,
       });
     } catch (err) {

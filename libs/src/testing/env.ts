@@ -37,6 +37,8 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     // Tests fire bursts of requests (50 racing submissions); rate-limit tests turn it back on.
     RATE_LIMIT_PER_MINUTE: '0',
     RATE_LIMIT_READS_PER_MINUTE: '0',
+    // Every fixture is on one site (127.0.0.1): pacing tests turn SITE_CONCURRENCY back on.
+    SITE_CONCURRENCY: '0',
     ...overrides,
   });
   return {

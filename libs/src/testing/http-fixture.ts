@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { extname, join, normalize } from 'node:path';
 import type { AddressInfo } from 'node:net';
 
@@ -17,6 +17,12 @@ export interface FixtureServer {
   readonly origin: string;
   /** Every request's path, in order. */
   readonly requests: string[];
+  /** Every request's path and headers, in order (what a cookie or a proxy test looks at). */
+  readonly seen: { path: string; query: string; headers: IncomingHttpHeaders; at: number }[];
+  /** Responses under way now, and the most there ever were at once since `resetPeak()`. */
+  readonly active: number;
+  readonly peakActive: number;
+  resetPeak(): void;
   /** Serves `dir` under `/<prefix>/`. */
   mount(prefix: string, dir: string): void;
   /** Slows every response body down to about this many bytes a second (0: no limit). */
@@ -33,10 +39,17 @@ export async function startFixtureServer(): Promise<FixtureServer> {
   const failures = new Map<string, number>();
   const requests: string[] = [];
   let rate = 0;
+  const seen: FixtureServer['seen'][number][] = [];
+  let active = 0;
+  let peakActive = 0;
 
   const server: Server = createServer((req, res) => {
     const path = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/');
     requests.push(path);
+    seen.push({ path, query: (req.url ?? '').split('?')[1] ?? '', headers: req.headers, at: Date.now() });
+    active += 1;
+    peakActive = Math.max(peakActive, active);
+    res.once('close', () => (active -= 1));
     const status = failures.get(path);
     if (status) {
       res.writeHead(status).end();
@@ -81,6 +94,14 @@ export async function startFixtureServer(): Promise<FixtureServer> {
   return {
     origin: `http://127.0.0.1:${port}`,
     requests,
+    seen,
+    get active() {
+      return active;
+    },
+    get peakActive() {
+      return peakActive;
+    },
+    resetPeak: () => void (peakActive = active),
     mount: (prefix, dir) => void mounts.set(prefix, dir),
     throttle: (bps) => void (rate = bps),
     fail: (path, status) => void failures.set(path, status),

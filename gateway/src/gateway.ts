@@ -6,6 +6,7 @@ import {
   createLogger,
   JobQueue,
   openContext,
+  startWebhookSender,
   type Config,
   type Logger,
 } from '@media-jobs/libs';
@@ -25,6 +26,11 @@ export async function startGateway(
   options: { hooks?: GatewayHooks } = {},
 ): Promise<Gateway> {
   const ctx = await openContext('gateway', config, logger);
+  // Every gateway replica shares the webhook consumers, so webhooks go out while any runs.
+  const webhooks = await startWebhookSender(ctx).catch(async (err: unknown) => {
+    await closeContext(ctx);
+    throw err;
+  });
   const app = createApp({ ...ctx, queue: new JobQueue(ctx.nc), ...options });
   const server: Server = createServer(
     {
@@ -61,6 +67,7 @@ export async function startGateway(
     stop() {
       stopped ??= (async () => {
         stopAnnouncer();
+        await webhooks.stop();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();

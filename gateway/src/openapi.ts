@@ -1,9 +1,16 @@
 import { createRequire } from 'node:module';
 import { z } from 'zod';
-import { JOB_EVENT_TYPES, downloadResultSchema, normalizeResultSchema } from '@media-jobs/libs';
+import {
+  FAILURE_KINDS,
+  JOB_EVENT_TYPES,
+  MAX_COOKIES_BYTES,
+  downloadResultSchema,
+  normalizeResultSchema,
+} from '@media-jobs/libs';
 import { PROBE_TIMEOUT_MS } from './routes/probe.js';
 import {
   adminStatsSchema,
+  cookiesStateSchema,
   deleteResultSchema,
   downloadBodySchema,
   errorSchema,
@@ -17,6 +24,7 @@ import {
   probeResultSchema,
   readySchema,
   sweepSummarySchema,
+  webhookPayloadSchema,
 } from './schemas.js';
 
 type Json = Record<string, unknown>;
@@ -39,6 +47,8 @@ export const COMPONENT_SCHEMAS = {
   DownloadResult: downloadResultSchema,
   NormalizeResult: normalizeResultSchema,
   ProbeResult: probeResultSchema,
+  WebhookPayload: webhookPayloadSchema,
+  CookiesState: cookiesStateSchema,
 } as const;
 
 const ref = (name: keyof typeof COMPONENT_SCHEMAS | 'DownloadRequest' | 'NormalizeForm'): Json => ({
@@ -67,6 +77,7 @@ function components(): Record<string, Json> {
     delete schema['$schema'];
     delete schema['$id'];
   }
+  out['DownloadFailureCode'] = downloadFailureCode();
   // A file part is binary, which zod cannot say: OpenAPI 3.1 uses contentMediaType for it.
   const form = out['NormalizeForm'] as { properties: Record<string, Json> };
   form.properties['file'] = {
@@ -75,6 +86,21 @@ function components(): Record<string, Json> {
     description: 'The audio or video file',
   };
   return out;
+}
+
+/** The `error.code`s a download (or `/probe`'s `source_error`) ends with because of the source, the network or a limit. */
+function downloadFailureCode(): Json {
+  const rows = FAILURE_KINDS.map(
+    (k) => `- \`${k.code}\` (${k.final ? 'final' : 'retried with backoff'}): ${k.message}`,
+  );
+  return {
+    type: 'string',
+    enum: FAILURE_KINDS.map((k) => k.code),
+    description: [
+      "Failure codes of a download job's `error.code` and of `/probe`'s `source_error.code` that come from yt-dlp's output or a limit. Final ones fail the job at once; the others queue it again with a growing delay (JOB_RETRY_DELAY_SECONDS, up to JOB_MAX_DELIVER runs). Other codes (`download.private_url`, `download.max_deliveries`, ...) are the service's own.",
+      ...rows,
+    ].join('\n'),
+  };
 }
 
 const json = (schema: Json, description: string): Json => ({
@@ -163,7 +189,7 @@ function paths(): Json {
       get: {
         ...keyed,
         summary: 'What POST /download with these fields would do, without a job, and what the source offers',
-        description: `The same checks and 400s as POST /download (a playlist or channel is \`url.playlist\`), the media id and job id, whether a live job has that id, and the title, duration and qualities from \`yt-dlp --dump-json\` (at most ${PROBE_TIMEOUT_MS / 1000} s, behind the same private-address policy as a download). When yt-dlp cannot read the source, the answer is still 200, with \`source_error\`.`,
+        description: `The same checks and 400s as POST /download (a playlist or channel is \`url.playlist\`), the media id and job id, whether a live job has that id, and the title, duration and qualities from \`yt-dlp --dump-json\` (at most ${PROBE_TIMEOUT_MS / 1000} s, behind the same private-address policy as a download). When yt-dlp cannot read the source, the answer is still 200, with \`source_error\` (its \`code\` one of \`DownloadFailureCode\`, the code the download would fail with).`,
         parameters: queryParameters(probeQuerySchema),
         responses: {
           200: json(ref('ProbeResult'), 'What a submission would do'),
@@ -268,6 +294,29 @@ function paths(): Json {
         responses: { 200: json(ref('AdminStats'), 'Statistics'), ...adminErrors, 503: E[503] },
       },
     },
+    '/admin/cookies': {
+      put: {
+        ...admin,
+        summary: "Replace yt-dlp's cookies for every worker",
+        description: `The body is a Netscape cookies.txt (as browser extensions export it), at most ${MAX_COOKIES_BYTES} bytes, any content type. It is kept in Redis, so workers on every host use it at their next download, in preference to YTDLP_COOKIES_FILE; each run gets a private copy that is deleted afterwards. The answer says what is stored, never the content.`,
+        requestBody: {
+          required: true,
+          content: { 'text/plain': { schema: { type: 'string', description: 'Netscape cookies.txt' } } },
+        },
+        responses: {
+          200: json(ref('CookiesState'), 'What is stored now'),
+          400: error('Not a Netscape cookies.txt (`cookies.invalid`, `cookies.missing`)'),
+          ...adminErrors,
+          413: error('Larger than allowed'),
+          503: E[503],
+        },
+      },
+      delete: {
+        ...admin,
+        summary: 'Forget the cookies of PUT /admin/cookies (YTDLP_COOKIES_FILE applies again)',
+        responses: { 200: json(ref('CookiesState'), 'What applies now'), ...adminErrors, 503: E[503] },
+      },
+    },
     '/admin/cleanup': {
       post: {
         ...admin,
@@ -345,6 +394,50 @@ function tagged(all: Json): Json {
   return all;
 }
 
+const WEBHOOK_DESCRIPTION = [
+  "Sent to every `callback_url` of a job and to every `WEBHOOK_URLS` entry when the job ends: one POST with the job's `completed` or `failed` event as the JSON body.",
+  'Signed the Standard Webhooks way: `webhook-signature` is `v1,` + base64 of HMAC-SHA256 over `<webhook-id>.<webhook-timestamp>.<raw body>`, keyed with the base64-decoded part of `WEBHOOK_SECRET` (`whsec_<base64>`); absent when no secret is set.',
+  'Any 2xx within WEBHOOK_TIMEOUT_SECONDS is a delivery; anything else (another status, a redirect, a timeout, a refused connection) is retried after WEBHOOK_RETRY_BASE_SECONDS, doubling each time up to one hour, plus up to 10 % jitter (or after a longer `Retry-After`), until WEBHOOK_MAX_ATTEMPTS; `410 Gone` stops at once.',
+  "At least once: the same `webhook-id` may come more than once; use it to drop duplicates. Every attempt is listed in the job record's `webhooks`.",
+].join(' ');
+
+const headerParam = (name: string, description: string, required = true): Json => ({
+  name,
+  in: 'header',
+  required,
+  description,
+  schema: { type: 'string' },
+});
+
+function webhooks(): Json {
+  return {
+    jobEnded: {
+      post: {
+        summary: "A job's completed or failed event, POSTed to its callback URLs and WEBHOOK_URLS",
+        description: WEBHOOK_DESCRIPTION,
+        parameters: [
+          headerParam(
+            'webhook-id',
+            '`msg_` + 32 hex: the same for every attempt and every receiver of one event',
+          ),
+          headerParam('webhook-timestamp', 'Unix time of this attempt, in seconds'),
+          headerParam(
+            'webhook-signature',
+            '`v1,<base64 HMAC-SHA256>` over `<webhook-id>.<webhook-timestamp>.<body>`; absent without WEBHOOK_SECRET',
+            false,
+          ),
+        ],
+        requestBody: { required: true, content: { 'application/json': { schema: ref('WebhookPayload') } } },
+        responses: {
+          '2XX': { description: 'Delivered: no further attempt' },
+          '410': { description: 'Gone: no further attempt' },
+          default: { description: 'Not delivered: retried with backoff' },
+        },
+      },
+    },
+  };
+}
+
 let cached: Json | null = null;
 
 /** The OpenAPI 3.1 document of the gateway, built once from the zod schemas. */
@@ -358,6 +451,7 @@ export function openApiDocument(): Json {
         'Video download (yt-dlp) and audio normalization (ffmpeg) as cached asynchronous jobs. Errors are `{"error": {code, message, details?}}`.',
     },
     paths: tagged(paths()),
+    webhooks: webhooks(),
     tags: TAGS.map(([name, description]) => ({ name, description })),
     components: {
       schemas: components(),

@@ -26,6 +26,9 @@ import { MAX_URL_LENGTH } from './url-policy.js';
  * `openapi.ts` turns the same objects into the OpenAPI document, so the two cannot drift.
  */
 
+const CALLBACK_URL_DESCRIPTION =
+  "http(s) URL POSTed the job's `completed` or `failed` event (schema `WebhookPayload`, see `webhooks` in this document), signed the Standard Webhooks way. Not part of the job id: submitting the same job again with another callback_url adds that URL to the live job (up to 20); a job that already completed is sent its event at once. Loopback, private and link-local hosts are a 400 (`webhook.private_callback_url`) unless ALLOW_PRIVATE_URLS. Shown in the record's `webhooks` attempts, so put no secret in it: verify the signature instead";
+
 /** `POST /download` body. */
 export const downloadBodySchema = z.object(
   {
@@ -39,8 +42,13 @@ export const downloadBodySchema = z.object(
       .enum(QUALITIES, { error: `quality must be one of ${QUALITIES.join(', ')}` })
       .default('best')
       .describe('Upper bound on the shorter side of the video, or `audio` for the audio track only'),
+    callback_url: z
+      .string({ error: 'callback_url must be a string' })
+      .max(MAX_URL_LENGTH, `callback_url must be at most ${MAX_URL_LENGTH} characters`)
+      .optional()
+      .describe(CALLBACK_URL_DESCRIPTION),
   },
-  { error: 'the body must be a JSON object {"url", "quality"}' },
+  { error: 'the body must be a JSON object {"url", "quality", "callback_url"?}' },
 );
 
 const urlField = (what: string) =>
@@ -142,6 +150,7 @@ export const normalizeFormSchema = z.object({
     .describe(
       `Output format; without it ${DEFAULT_OUTPUT_FORMAT}, or ${DEFAULT_16K_FORMAT} with \`sample_rate_16k\` (an Opus file always decodes at 48 kHz, so \`opus\` with \`sample_rate_16k\` is a 400)`,
     ),
+  callback_url: z.string().max(1024).optional().describe(CALLBACK_URL_DESCRIPTION),
   target_lufs: z
     .number()
     .min(TARGET_LUFS_RANGE.min)
@@ -183,6 +192,14 @@ export const jobEventViewSchema = z.discriminatedUnion('type', [
   jobDeletedEvent,
 ]);
 
+/**
+ * The body of a webhook: the job's `completed` or `failed` event, byte for byte as published
+ * on NATS (`events.job.<kind>.<id>.<type>`).
+ */
+export const webhookPayloadSchema = z
+  .discriminatedUnion('type', [jobCompletedEvent.extend({ result: jobResultSchema }), jobFailedEvent])
+  .describe("Body of a webhook POST: the job's `completed` or `failed` event, exactly as published on NATS");
+
 export const errorSchema = z.object({
   error: z.object({
     code: z.string().describe('Dotted error code, e.g. `job.not_found`'),
@@ -217,6 +234,19 @@ export const readySchema = z.object({
 });
 
 /** Loosely: the stats gather many parts whose inner shape is for people, not for clients to rely on. */
+/** Where yt-dlp's cookies come from, never their content (`/admin/stats`, `PUT /admin/cookies`). */
+export const cookiesStateSchema = z
+  .object({
+    present: z.boolean(),
+    source: z.enum(['redis', 'file', 'none']),
+    bytes: z.number().nullable(),
+    cookies: z.number().nullable().describe('Cookie lines in the file'),
+    updated_at: z.string().nullable().describe('When they were PUT, or the file was last changed'),
+    problem: z.string().optional().describe('Why YTDLP_COOKIES_FILE cannot be used'),
+    deleted: z.boolean().optional().describe('DELETE only: whether cookies had been PUT'),
+  })
+  .describe("yt-dlp's cookies: PUT /admin/cookies (kept in Redis) wins over YTDLP_COOKIES_FILE");
+
 export const adminStatsSchema = z.looseObject({
   jobs: z.looseObject({
     by_kind: z.record(z.string(), z.unknown()),
@@ -228,6 +258,7 @@ export const adminStatsSchema = z.looseObject({
   last_sweep: z.looseObject({}).nullable(),
   services: z.array(z.looseObject({})),
   disagreements: z.unknown(),
+  ytdlp_cookies: cookiesStateSchema.optional(),
 });
 
 /** The janitor's sweep summary, as `POST /admin/cleanup` returns it. */

@@ -6,6 +6,7 @@ import {
   type JobKind,
   type StoredJob,
 } from '@media-jobs/libs';
+import { registerCallback } from './callbacks.js';
 import type { GatewayDeps } from './deps.js';
 import { jobView } from './job-view.js';
 
@@ -29,6 +30,11 @@ export interface SubmitHooks {
   beforeCreate?: () => Promise<void>;
   /** Runs after the new job is claimed and before it is queued (e.g. to retain an upload). */
   onCreated?: () => Promise<void>;
+  /**
+   * A checked `callback_url`: added to the callbacks of the job returned, new or live (it
+   * never changes the job id). Added before a new job is queued.
+   */
+  callbackUrl?: URL | null;
 }
 
 /**
@@ -39,13 +45,14 @@ export interface SubmitHooks {
  * (503) goes up.
  */
 export async function submitJob(
-  deps: Pick<GatewayDeps, 'store' | 'queue' | 'events' | 'redis' | 'storage'>,
+  deps: Pick<GatewayDeps, 'store' | 'queue' | 'events' | 'redis' | 'files' | 'nc'>,
   kind: JobKind,
   id: string,
   request: Record<string, unknown>,
   hooks: SubmitHooks = {},
 ): Promise<Submission> {
-  const hit = (job: StoredJob): Submission => {
+  const hit = async (job: StoredJob): Promise<Submission> => {
+    if (hooks.callbackUrl) await registerCallback(deps, job.record, hooks.callbackUrl);
     deps.events.job(kind, id, 'cache_hit', { status: job.record.status });
     return { status: 200, body: jobView(job.record, true), created: false };
   };
@@ -58,6 +65,7 @@ export async function submitJob(
   let announced = false;
   try {
     await hooks.onCreated?.();
+    if (hooks.callbackUrl) await registerCallback(deps, job.record, hooks.callbackUrl);
     // Before the request goes on the queue, over the same connection: a subscriber sees
     // `queued` before any worker's `started`.
     deps.events.job(kind, id, 'queued', { request, expires_at: job.record.expires_at });
@@ -66,7 +74,7 @@ export async function submitJob(
   } catch (err) {
     // Not queued: undo the claim, and any upload reference `onCreated` took.
     await deps.store.remove(kind, id).catch(() => null);
-    await releaseJobFiles(deps.redis, deps.storage, kind, id).catch(() => null);
+    await releaseJobFiles(deps.redis, deps.files, kind, id).catch(() => null);
     // A subscriber that saw `queued` learns it did not go through.
     if (announced) {
       const error = err instanceof AppError ? err : unavailable('queue.unavailable', errorMessage(err));

@@ -6,6 +6,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { z } from 'zod';
 import {
   EXPIRY_INDEX,
+  FAILURE_KINDS,
   JOB_EVENT_TYPES,
   OPERATIONS,
   OUTPUT_FORMATS,
@@ -83,6 +84,7 @@ describe('the OpenAPI document', () => {
       '/jobs/{id}/events': ['get'],
       '/admin/stats': ['get'],
       '/admin/cleanup': ['post'],
+      '/admin/cookies': ['put', 'delete'],
       '/health': ['get'],
       '/ready': ['get'],
       '/metrics': ['get'],
@@ -263,5 +265,14 @@ describe('the /docs page', () => {
     const init = await (await fetch(`${gateway.url}/docs/init.js`)).text();
     expect(init).toContain("url: '/openapi.json'");
     expect((await fetch(`${gateway.url}/docs/index.html`)).status).toBe(404);
+  });
+});
+
+describe('failure codes in the document', () => {
+  it('when the document is read, then DownloadFailureCode lists every code of the table with its retry rule', () => {
+    const schema = doc.components.schemas.DownloadFailureCode;
+    expect(schema.enum).toEqual(FAILURE_KINDS.map((k) => k.code));
+    for (const k of FAILURE_KINDS)
+      expect(schema.description).toContain(`\`${k.code}\` (${k.final ? 'final' : 'retried with backoff'})`);
   });
 });

@@ -146,6 +146,66 @@ const trustProxy = z
     TRUST_PROXY_RULE,
   );
 
+/** Comma-separated http(s) URLs, or empty: the receivers of every job's webhook. */
+const webhookUrls = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((u) => u.trim())
+      .filter(Boolean),
+  )
+  .refine(
+    (list) =>
+      list.every((u) => {
+        try {
+          return ['http:', 'https:'].includes(new URL(u).protocol);
+        } catch {
+          return false;
+        }
+      }),
+    'must be comma-separated http(s) URLs',
+  );
+
+/**
+ * A Standard Webhooks signing secret: `whsec_` + base64 of 24 to 64 random bytes (the prefix
+ * may be left out, as the reference libraries allow), or empty: webhooks go unsigned.
+ */
+const WEBHOOK_SECRET_RULE = 'must be whsec_ followed by the base64 of 24 to 64 bytes (or empty)';
+const webhookSecret = z
+  .string()
+  .trim()
+  .refine((s) => {
+    if (s === '') return true;
+    const b64 = s.startsWith('whsec_') ? s.slice(6) : s;
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return false;
+    const bytes = Buffer.from(b64, 'base64').length;
+    return bytes >= 24 && bytes <= 64;
+  }, WEBHOOK_SECRET_RULE);
+
+/** yt-dlp's `--proxy`: empty (no proxy) or an http(s) or socks URL, credentials allowed. */
+const PROXY_SCHEMES = ['http', 'https', 'socks4', 'socks4a', 'socks5', 'socks5h'];
+const proxyUrl = z
+  .string()
+  .trim()
+  .refine(
+    (s) => {
+      if (s === '') return true;
+      try {
+        const u = new URL(s);
+        return PROXY_SCHEMES.includes(u.protocol.replace(/:$/, '')) && u.hostname !== '';
+      } catch {
+        return false;
+      }
+    },
+    `must be empty or a proxy URL with scheme ${PROXY_SCHEMES.join(', ')}`,
+  );
+
+const nonNegativeDecimal = decimal('must be a decimal number >= 0').refine(
+  (n) => n >= 0,
+  'must be a decimal number >= 0',
+);
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Variable name → [schema, default]. The default is a string, parsed by the same rule. */
@@ -158,6 +218,7 @@ const VARIABLES = {
   REDIS_SENTINELS: [hostPorts, ''],
   REDIS_SENTINEL_NAME: [nonEmpty, 'mymaster'],
   DATA_DIR: [nonEmpty, './data'],
+  STORAGE: [z.enum(['local', 'nats'], 'must be local or nats'), 'local'],
   PORT: [int(0, 65535), '8000'],
   HOST: [nonEmpty, '0.0.0.0'],
   LOG_LEVEL: [z.enum(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(', ')}`), 'info'],
@@ -190,6 +251,16 @@ const VARIABLES = {
   API_KEYS: [apiKeys, ''],
   REQUEST_TIMEOUT_SECONDS: [positiveDecimal, '900'],
   SSE_HEARTBEAT_SECONDS: [positiveDecimal, '15'],
+  YTDLP_COOKIES_FILE: [z.string().trim(), ''],
+  YTDLP_PROXY: [proxyUrl, ''],
+  SITE_CONCURRENCY: [int(0, 1000), '2'],
+  SITE_MIN_GAP_SECONDS: [nonNegativeDecimal, '0'],
+  WEBHOOK_URLS: [webhookUrls, ''],
+  WEBHOOK_SECRET: [webhookSecret, ''],
+  WEBHOOK_MAX_ATTEMPTS: [int(1, 100), '30'],
+  WEBHOOK_RETRY_BASE_SECONDS: [positiveDecimal, '5'],
+  WEBHOOK_TIMEOUT_SECONDS: [positiveDecimal, '15'],
+  WEBHOOK_CONCURRENCY: [int(1, 256), '16'],
 } as const;
 
 type Variables = typeof VARIABLES;
@@ -217,6 +288,8 @@ export interface Config {
   readonly redisSentinelName: string;
   /** Absolute path. */
   readonly dataDir: string;
+  /** Where finished files live: folders under `dataDir`, or JetStream Object Store buckets. */
+  readonly storage: 'local' | 'nats';
   readonly port: number;
   readonly host: string;
   readonly logLevel: (typeof LOG_LEVELS)[number];
@@ -250,6 +323,26 @@ export interface Config {
   readonly requestTimeoutMs: number;
   /** Time between heartbeat comments on `GET /jobs/:id/events`. */
   readonly sseHeartbeatMs: number;
+  /** Absolute path of a Netscape cookies.txt for yt-dlp, or empty; cookies PUT to /admin/cookies (in Redis) win. */
+  readonly ytDlpCookiesFile: string;
+  /** yt-dlp's upstream proxy (`--proxy`), or empty; behind the egress proxy when private URLs are refused. */
+  readonly ytDlpProxy: string;
+  /** Downloads at once per site across all workers; 0: no limit. */
+  readonly siteConcurrency: number;
+  /** Least time between two download starts on one site, across all workers; 0: none. */
+  readonly siteMinGapMs: number;
+  /** Receivers of every job's `completed` and `failed` webhook, besides each job's `callback_url`s. */
+  readonly webhookUrls: readonly string[];
+  /** `whsec_<base64>` (or bare base64); empty: webhooks are sent without a signature. */
+  readonly webhookSecret: string;
+  /** Attempts of one webhook delivery, the first included, before it is given up. */
+  readonly webhookMaxAttempts: number;
+  /** Delay before the 2nd attempt; it doubles with each further one, up to one hour. */
+  readonly webhookRetryBaseMs: number;
+  /** Longest wait for a receiver's answer to one attempt. */
+  readonly webhookTimeoutMs: number;
+  /** Webhook attempts in flight at once, per gateway process. */
+  readonly webhookConcurrency: number;
 }
 
 /** A bad configuration value: the message is the one line a service prints before it exits. */
@@ -277,12 +370,21 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const result = (schema as z.ZodType).safeParse(value);
     if (!result.success) {
       // Secrets never reach a log line, not even a wrong one.
-      const shown = name === 'API_KEYS' ? '<redacted>' : value;
+      const shown =
+        name === 'API_KEYS' || name === 'WEBHOOK_SECRET' || name === 'YTDLP_PROXY' ? '<redacted>' : value;
       throw new ConfigError(name, shown, result.error.issues[0]?.message ?? 'is invalid');
     }
     parsed[name] = result.data;
   }
   const p = parsed as Parsed;
+  if (p.YTDLP_PROXY && !p.ALLOW_PRIVATE_URLS && new URL(p.YTDLP_PROXY).protocol !== 'http:') {
+    // The egress proxy that keeps private addresses out chains to an upstream over HTTP only.
+    throw new ConfigError(
+      'YTDLP_PROXY',
+      '<redacted>',
+      'must be an http:// proxy while ALLOW_PRIVATE_URLS=false (the egress proxy chains to it with HTTP CONNECT)',
+    );
+  }
   return Object.freeze({
     cacheTtlHours: p.CACHE_TTL_HOURS,
     cacheTtlMs: Math.max(1, Math.round(p.CACHE_TTL_HOURS * 3_600_000)),
@@ -295,6 +397,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     redisSentinels: Object.freeze(p.REDIS_SENTINELS.map((s) => Object.freeze({ ...s }))),
     redisSentinelName: p.REDIS_SENTINEL_NAME,
     dataDir: resolve(p.DATA_DIR),
+    storage: p.STORAGE,
     port: p.PORT,
     host: p.HOST,
     logLevel: p.LOG_LEVEL,
@@ -321,6 +424,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     apiKeys: Object.freeze([...p.API_KEYS]),
     requestTimeoutMs: Math.round(p.REQUEST_TIMEOUT_SECONDS * 1000),
     sseHeartbeatMs: Math.max(100, Math.round(p.SSE_HEARTBEAT_SECONDS * 1000)),
+    ytDlpCookiesFile: p.YTDLP_COOKIES_FILE === '' ? '' : resolve(p.YTDLP_COOKIES_FILE),
+    ytDlpProxy: p.YTDLP_PROXY,
+    siteConcurrency: p.SITE_CONCURRENCY,
+    siteMinGapMs: Math.round(p.SITE_MIN_GAP_SECONDS * 1000),
+    webhookUrls: Object.freeze([...p.WEBHOOK_URLS]),
+    webhookSecret: p.WEBHOOK_SECRET,
+    webhookMaxAttempts: p.WEBHOOK_MAX_ATTEMPTS,
+    webhookRetryBaseMs: Math.max(1, Math.round(p.WEBHOOK_RETRY_BASE_SECONDS * 1000)),
+    webhookTimeoutMs: Math.max(1, Math.round(p.WEBHOOK_TIMEOUT_SECONDS * 1000)),
+    webhookConcurrency: p.WEBHOOK_CONCURRENCY,
   });
 }
 
@@ -352,6 +465,11 @@ export function configWarnings(config: Config): string[] {
       `CLEANUP_INTERVAL_MINUTES=${formatNumber(config.cleanupIntervalMinutes)} is longer than CACHE_TTL_HOURS=${formatNumber(config.cacheTtlHours)}: expired files stay on disk for up to one interval after they expire`,
     );
   }
+  if (config.webhookUrls.length > 0 && !config.webhookSecret) {
+    warnings.push(
+      'WEBHOOK_URLS is set but WEBHOOK_SECRET is empty: webhooks are sent unsigned, so receivers cannot tell them from forgeries',
+    );
+  }
   const ttlSeconds = config.cacheTtlMs / 1000;
   for (const [name, seconds] of [
     ['DOWNLOAD_TIMEOUT_SECONDS', config.downloadTimeoutMs / 1000],
@@ -372,6 +490,7 @@ export function effectiveConfig(config: Config): Record<string, string | number 
     CACHE_TTL_HOURS: config.cacheTtlHours,
     CLEANUP_INTERVAL_MINUTES: config.cleanupIntervalMinutes,
     DATA_DIR: config.dataDir,
+    STORAGE: config.storage,
     ALLOW_PRIVATE_URLS: config.allowPrivateUrls,
     NORMALIZE_TARGET_LUFS: config.normalizeTargetLufs,
     NORMALIZE_TRUE_PEAK_DB: config.normalizeTruePeakDb,
@@ -381,7 +500,25 @@ export function effectiveConfig(config: Config): Record<string, string | number 
     RATE_LIMIT_PER_MINUTE: config.rateLimitPerMinute,
     RATE_LIMIT_READS_PER_MINUTE: config.rateLimitReadsPerMinute,
     API_KEYS: config.apiKeys.length > 0 ? `${config.apiKeys.length} set` : 'off',
+    WEBHOOK_URLS: config.webhookUrls.length,
+    WEBHOOK_SECRET: config.webhookSecret ? 'set' : 'off',
+    WEBHOOK_MAX_ATTEMPTS: config.webhookMaxAttempts,
+    YTDLP_COOKIES_FILE: config.ytDlpCookiesFile || 'off',
+    YTDLP_PROXY: redactedProxy(config.ytDlpProxy),
+    SITE_CONCURRENCY: config.siteConcurrency,
+    SITE_MIN_GAP_SECONDS: config.siteMinGapMs / 1000,
   };
+}
+
+/** A proxy URL without its credentials, for logs and `/admin/stats`: `http://***@proxy:3128`. */
+export function redactedProxy(proxy: string): string {
+  if (!proxy) return 'off';
+  try {
+    const u = new URL(proxy);
+    return `${u.protocol}//${u.username || u.password ? '***@' : ''}${u.host}`;
+  } catch {
+    return '<invalid>';
+  }
 }
 
 /**

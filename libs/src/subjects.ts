@@ -43,6 +43,26 @@ export const JANITOR_SUBJECTS = {
   cleanupRequest: 'janitor.cleanup',
 } as const;
 
+/**
+ * Webhooks: two durable consumers of `EVENTS` (one per terminal event type: nats-server 2.9
+ * has one filter per consumer) turn each job's `completed`/`failed` event into one delivery
+ * per receiver on the `WEBHOOKS` work queue, whose own consumer sends them, each retried on
+ * its own schedule.
+ */
+export const WEBHOOKS_STREAM = 'WEBHOOKS';
+export const WEBHOOK_DELIVERY_SUBJECT = 'webhooks.deliver';
+export const WEBHOOK_EVENT_TYPES = ['completed', 'failed'] as const satisfies readonly JobEventType[];
+export const WEBHOOK_CONSUMERS = {
+  completed: 'webhooks-completed',
+  failed: 'webhooks-failed',
+  deliver: 'webhooks-deliver',
+} as const;
+
+/** Every job's events of one type: `events.job.*.*.<type>`. */
+export function jobEventTypeFilter(type: JobEventType): string {
+  return `events.job.*.*.${type}`;
+}
+
 /** Each service announces its effective configuration here at start and periodically. */
 export function serviceConfigSubject(service: string): string {
   return `events.service.${service}.config`;

@@ -8,6 +8,7 @@ import {
   retainUpload,
   type NormalizeRequest,
 } from '@media-jobs/libs';
+import { assertPublicCallback, parseCallbackUrl } from '../callback-url.js';
 import type { GatewayDeps } from '../deps.js';
 import { submitJob } from '../submit.js';
 import { parseNormalizeForm } from '../upload-form.js';
@@ -32,7 +33,7 @@ function receiveUpload(deps: GatewayDeps): RequestHandler {
 
 /**
  * `POST /normalize` (multipart: `file`, `operations[]` or boolean fields, `format`,
- * `target_lufs`): 202 and the new job, or 200 and the live one (`cache_hit: true`).
+ * `target_lufs`, `callback_url`): 202 and the new job, or 200 and the live one (`cache_hit: true`).
  */
 export function normalizeRoutes(deps: GatewayDeps): Router {
   const router = Router();
@@ -46,6 +47,9 @@ export function normalizeRoutes(deps: GatewayDeps): Router {
         );
       if (file.size === 0) throw badRequest('normalize.empty_file', 'the uploaded file is empty');
       const form = parseNormalizeForm(req.body, deps.config.normalizeTargetLufs);
+      const fields = (req.body ?? {}) as Record<string, unknown>;
+      const callbackUrl = parseCallbackUrl(fields['callback_url']);
+      if (callbackUrl) await assertPublicCallback(callbackUrl, deps.config.allowPrivateUrls);
       const slug = operationsSlug({
         operations: form.operations,
         format: form.format,
@@ -67,9 +71,10 @@ export function normalizeRoutes(deps: GatewayDeps): Router {
       // The upload goes into uploads/ only after this job holds a reference to it, so no sweep
       // or orphan pass can remove it in between (a live duplicate needs no new copy at all).
       const submission = await submitJob(deps, 'normalize', id, request, {
+        callbackUrl,
         onCreated: async () => {
           await retainUpload(deps.redis, id);
-          await storeUpload(deps.storage, file);
+          await storeUpload(deps.files, file);
         },
       });
       res.status(submission.status).json(submission.body);

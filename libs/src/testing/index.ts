@@ -6,3 +6,4 @@ export * from './load.js';
 export * from './cluster.js';
 export * from './wait.js';
 export * from './job-queue.js';
+export * from './webhook-receiver.js';

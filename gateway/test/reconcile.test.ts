@@ -157,9 +157,9 @@ describe('reconciler', () => {
     fixtures.throttle(Math.ceil(videoBytes / 20));
     const proc = spawnService('download-worker', platform.env({ ...ENV, LOG_LEVEL: 'info' }));
     spawned.push(proc);
-    await proc.waitFor(/Download worker ready/, 30_000);
+    await proc.waitFor(/Download worker ready/, 60_000);
     const { id } = await postDownload(gateway.url, mp4('killed'));
-    await proc.waitFor(/"msg":"Job started"/, 30_000);
+    await proc.waitFor(/"msg":"Job started"/, 60_000);
     await proc.stop('SIGKILL');
     await purgeJobs();
     expect((await getJob(gateway.url, id as string))?.status).toBe('processing');

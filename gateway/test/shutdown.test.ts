@@ -120,7 +120,7 @@ describe('SIGTERM', () => {
     // About 3 s: well inside the grace period.
     fixtures.throttle(60_000);
     const first = await postDownload(gateway.url, `${fixtures.origin}/mp4/video.mp4?worker-term=1`);
-    await proc.waitFor(startedLine(first.id!), 20_000);
+    await proc.waitFor(startedLine(first.id!), 60_000);
     const { code, ms } = await terminate(proc);
     const second = await postDownload(gateway.url, `${fixtures.origin}/mp4/video.mp4?worker-term=2`);
     fixtures.throttle(0);

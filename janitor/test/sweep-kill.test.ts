@@ -219,7 +219,7 @@ describe('janitor killed mid-sweep', () => {
     await waitUntil('the dead sweep lock to expire', async () => (await redis.exists(SWEEP_LOCK_KEY)) === 0);
     const second = spawnService('janitor', env);
     try {
-      const line = await second.waitFor(/Cleanup: removed \d+ jobs/, 20_000);
+      const line = await second.waitFor(/Cleanup: removed \d+ jobs/, 60_000);
       expect(line).toContain(
         `removed ${left.length} jobs (${left.filter((k) => k.startsWith('job:')).length} download, ${left.filter((k) => k.startsWith('audio_job:')).length} normalize), freed`,
       );

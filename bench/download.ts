@@ -31,6 +31,7 @@ import {
 } from '@media-jobs/libs/testing';
 import { startDownloadWorker } from '../download-worker/src/worker.js';
 import { startGateway } from '../gateway/src/gateway.js';
+import { positiveInt, progress } from './knobs.js';
 
 const REPS = positiveInt('BENCH_REPS', 5);
 const VIDEO_SECONDS = positiveInt('BENCH_VIDEO_SECONDS', 10);
@@ -39,18 +40,6 @@ const CONNECTIONS = positiveInt('BENCH_CONNECTIONS', 32);
 const WARMUP_SECONDS = 3;
 const HEIGHTS = [1080, 720, 360];
 
-function positiveInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) {
-    process.stderr.write(`${name}=${JSON.stringify(raw)} must be a positive integer\n`);
-    process.exit(1);
-  }
-  return n;
-}
-
-const progress = (msg: string): void => void process.stderr.write(`bench: ${msg}\n`);
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);

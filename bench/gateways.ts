@@ -12,23 +12,11 @@ import autocannon from 'autocannon';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { spawnService, startPlatform, waitUntil, type ServiceProcess } from '@media-jobs/libs/testing';
+import { positiveInt, progress } from './knobs.js';
 
 const DURATION_SECONDS = positiveInt('BENCH_DURATION_SECONDS', 10);
 const CONNECTIONS = positiveInt('BENCH_CONNECTIONS', 32);
 const WARMUP_SECONDS = 2;
-
-function positiveInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) {
-    process.stderr.write(`${name}=${JSON.stringify(raw)} must be a positive integer\n`);
-    process.exit(1);
-  }
-  return n;
-}
-
-const progress = (msg: string): void => void process.stderr.write(`bench: ${msg}\n`);
 
 /** A free loopback port (the gateways run at `warn`, so they do not log the one they took). */
 function freePort(): Promise<number> {

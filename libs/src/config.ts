@@ -53,38 +53,32 @@ const url = (schemes: string[]) =>
 
 const nonEmpty = z.string().trim().min(1, 'must not be empty');
 
-/** One URL or a comma-separated list (a cluster's servers), each with one of the schemes. */
-const urlList = (schemes: string[]) =>
-  z
-    .string()
-    .transform((s) =>
-      s
-        .split(',')
-        .map((u) => u.trim())
-        .filter(Boolean),
-    )
-    .refine(
-      (list) =>
-        list.length > 0 &&
-        list.every((u) => {
-          try {
-            return schemes.includes(new URL(u).protocol.replace(/:$/, ''));
-          } catch {
-            return false;
-          }
-        }),
-      `must be a URL with scheme ${schemes.join(' or ')}, or a comma-separated list of them`,
-    );
-
-/** `host:port,...` (empty: no Sentinel). */
-const hostPorts = z
-  .string()
-  .transform((s) =>
+/** A comma-separated list, items trimmed, empty items dropped ("" is the empty list). */
+const commaList = () =>
+  z.string().transform((s) =>
     s
       .split(',')
-      .map((h) => h.trim())
+      .map((item) => item.trim())
       .filter(Boolean),
-  )
+  );
+
+/** One URL or a comma-separated list (a cluster's servers), each with one of the schemes. */
+const urlList = (schemes: string[]) =>
+  commaList().refine(
+    (list) =>
+      list.length > 0 &&
+      list.every((u) => {
+        try {
+          return schemes.includes(new URL(u).protocol.replace(/:$/, ''));
+        } catch {
+          return false;
+        }
+      }),
+    `must be a URL with scheme ${schemes.join(' or ')}, or a comma-separated list of them`,
+  );
+
+/** `host:port,...` (empty: no Sentinel). */
+const hostPorts = commaList()
   .refine(
     (list) =>
       list.every((h) => {
@@ -101,18 +95,10 @@ const hostPorts = z
   );
 
 /** Comma-separated API keys; each at least 16 characters without spaces or commas, so a typo cannot make a guessable key. */
-const apiKeys = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((k) => k.trim())
-      .filter((k) => k.length > 0),
-  )
-  .refine(
-    (keys) => keys.every((k) => k.length >= 16 && !/\s/.test(k)),
-    'must be comma-separated keys of at least 16 characters without spaces',
-  );
+const apiKeys = commaList().refine(
+  (keys) => keys.every((k) => k.length >= 16 && !/\s/.test(k)),
+  'must be comma-separated keys of at least 16 characters without spaces',
+);
 
 /**
  * Express's `trust proxy`: false, a hop count, or the load balancers' addresses/subnets (or
@@ -147,25 +133,17 @@ const trustProxy = z
   );
 
 /** Comma-separated http(s) URLs, or empty: the receivers of every job's webhook. */
-const webhookUrls = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((u) => u.trim())
-      .filter(Boolean),
-  )
-  .refine(
-    (list) =>
-      list.every((u) => {
-        try {
-          return ['http:', 'https:'].includes(new URL(u).protocol);
-        } catch {
-          return false;
-        }
-      }),
-    'must be comma-separated http(s) URLs',
-  );
+const webhookUrls = commaList().refine(
+  (list) =>
+    list.every((u) => {
+      try {
+        return ['http:', 'https:'].includes(new URL(u).protocol);
+      } catch {
+        return false;
+      }
+    }),
+  'must be comma-separated http(s) URLs',
+);
 
 /**
  * A Standard Webhooks signing secret: `whsec_` + base64 of 24 to 64 random bytes (the prefix

@@ -440,9 +440,8 @@ describe('the web console', () => {
     await more.click();
     await expect.poll(() => rows.count(), poll).toBe(Math.min(total, 20));
     // Keyboard users land on the first job of the new page.
-    expect(await page.locator(':focus').textContent()).toBe(
-      await rows.nth(10).locator('.job-title').textContent(),
-    );
+    const firstOfPage = await rows.nth(10).locator('.job-title').textContent();
+    await expect.poll(() => page.locator(':focus').textContent(), poll).toBe(firstOfPage);
 
     await page.getByLabel('Kind').selectOption('download');
     await expect

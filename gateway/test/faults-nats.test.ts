@@ -99,7 +99,8 @@ describe('NATS stopped and restarted', () => {
     for (const res of refused) {
       expect(res).toMatchObject({ status: 503, retryAfter: expect.stringMatching(/^\d+$/) });
       expect(res.body).toMatchObject({ error: { code: 'queue.unavailable' } });
-      expect(res.ms).toBeLessThan(500);
+      // At once, not after a NATS timeout (seconds): room for a loaded machine.
+      expect(res.ms).toBeLessThan(2000);
     }
     const down = await ready();
     expect(down.status).toBe(503);

@@ -11,6 +11,7 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
+import { backendOutage } from './backend-errors.js';
 import type { Config } from './config.js';
 import { JOB_KINDS } from './job-record.js';
 import type { Logger } from './logger.js';
@@ -154,6 +155,48 @@ async function ensureConsumer(
   } catch (err) {
     if (!isNotFound(err)) throw err;
     await jsm.consumers.add(stream, cfg);
+  }
+}
+
+/**
+ * JetStream's answers that mean "not yet" while a cluster forms or loses nodes: no suitable
+ * peers for placement (10005), cluster not available (10008), insufficient resources (10023).
+ */
+const NOT_READY_API_CODES = new Set([10005, 10008, 10023]);
+
+/** Why a set-up step may succeed if tried again (an outage, or a cluster not ready), or null. */
+function setupNotReady(err: unknown): string | null {
+  const outage = backendOutage(err);
+  if (outage?.backend === 'nats') return outage.reason;
+  if (err instanceof JetStreamApiError && NOT_READY_API_CODES.has(err.code)) return `nats.api_${err.code}`;
+  return null;
+}
+
+/** How long a service's start waits for JetStream to take its streams, consumers and buckets. */
+export const JETSTREAM_SETUP_BUDGET_MS = 120_000;
+
+/**
+ * Runs an idempotent JetStream set-up step (streams, consumers, buckets) again while JetStream
+ * cannot answer yet: a cluster still electing its meta leader, or every node busy placing
+ * replicas while several services start at once, times out, answers 503 or finds no peers
+ * for the replicas. A start waits for it, with one warning per attempt, instead of exiting; any other error ends the start at once.
+ */
+export async function retryJetStreamSetup<T>(
+  what: string,
+  step: () => Promise<T>,
+  logger?: Logger,
+  budgetMs = JETSTREAM_SETUP_BUDGET_MS,
+): Promise<T> {
+  const deadline = Date.now() + budgetMs;
+  for (let attempt = 1, delay = 250; ; attempt++, delay = Math.min(delay * 2, 5000)) {
+    try {
+      return await step();
+    } catch (err) {
+      const reason = setupNotReady(err);
+      if (reason === null || Date.now() + delay > deadline) throw err;
+      logger?.warn({ attempt, reason, retryInMs: delay }, `JetStream not ready for ${what}; trying again`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
   }
 }
 

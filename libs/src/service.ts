@@ -9,7 +9,7 @@ import { envelope } from './events.js';
 import { EventPublisher } from './events-publisher.js';
 import { JobStore } from './job-store.js';
 import type { Logger } from './logger.js';
-import { connectNats, ensureJetStream } from './nats.js';
+import { connectNats, ensureJetStream, retryJetStreamSetup } from './nats.js';
 import { closeRedis, createRedis, waitForRedis, type Redis } from './redis.js';
 import { recordServiceConfig } from './service-registry.js';
 import { LocalFileStore, NatsFileStore, type FileStore } from './file-store.js';
@@ -42,12 +42,18 @@ export async function openContext(service: string, config: Config, logger: Logge
   try {
     await waitForRedis(redis, 15_000);
     const nc = await connectNats(config, service, logger);
-    await ensureJetStream(nc, config);
     const files: FileStore =
       config.storage === 'nats'
         ? new NatsFileStore(nc, config.natsReplicas)
         : new LocalFileStore(config.dataDir);
-    await files.ensure();
+    await retryJetStreamSetup(
+      'the JOBS and EVENTS streams and the file buckets',
+      async () => {
+        await ensureJetStream(nc, config);
+        await files.ensure();
+      },
+      logger,
+    );
     return {
       service,
       instance: `${hostname()}:${process.pid}`,

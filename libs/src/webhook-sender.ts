@@ -17,6 +17,7 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import type { Config } from './config.js';
+import { retryJetStreamSetup } from './nats.js';
 import { errorMessage } from './errors.js';
 import { jobEventSchema } from './events.js';
 import type { JobKind, JobRecord, WebhookAttempt } from './job-record.js';
@@ -278,8 +279,11 @@ export interface WebhookSender {
  */
 export async function startWebhookSender(ctx: ServiceContext): Promise<WebhookSender> {
   const { config, logger, nc, redis, store } = ctx;
-  const jsm = await jetstreamManager(nc);
-  await ensureWebhookJetStream(jsm, config);
+  await retryJetStreamSetup(
+    'the WEBHOOKS stream and its consumers',
+    async () => ensureWebhookJetStream(await jetstreamManager(nc), config),
+    logger,
+  );
   const js = jetstream(nc, { timeout: 5000 });
   const key = config.webhookSecret ? webhookKey(config.webhookSecret) : null;
 

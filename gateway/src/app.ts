@@ -2,7 +2,7 @@ import express, { type Express } from 'express';
 import { apiKeyGuard } from './api-keys.js';
 import type { GatewayDeps } from './deps.js';
 import { errorHandler, notFoundRoute } from './errors.js';
-import { rateLimits } from './rate-limit.js';
+import { rateLimits, settleLimitBeforeError } from './rate-limit.js';
 import { requestLog } from './request-log.js';
 import { adminRoutes } from './routes/admin.js';
 import { consoleRoutes } from './routes/console.js';
@@ -29,20 +29,24 @@ export function createApp(deps: GatewayDeps): Express {
   app.use(requestLog(deps.logger));
   // Abuse guards come before every route: headers on every answer, limits and keys before any body is read.
   app.use(securityHeaders());
-  // Scrapers, like probes, are not rate limited: the limiter's Redis being down must not hide the metrics.
-  app.use(metricsRoutes(deps));
+  // Scrapers, like probes, are not rate limited (see rate-limit.ts).
   app.use(rateLimits(deps));
   app.use(apiKeyGuard(deps.config));
-  app.use(healthRoutes(deps));
+  // The hot paths first: no two of these routers answer the same method and path, so their
+  // order only decides how many a request passes before its own.
   app.use(downloadRoutes(deps));
+  app.use(jobRoutes(deps));
+  app.use(healthRoutes(deps));
+  app.use(metricsRoutes(deps));
   app.use(normalizeRoutes(deps));
   app.use(probeRoutes(deps));
-  app.use(jobRoutes(deps));
   app.use(jobEventRoutes(deps));
   app.use(adminRoutes(deps));
   app.use(docsRoutes());
   app.use(consoleRoutes(deps.config));
   app.use(notFoundRoute);
+  // A request whose rate-limit count was left for its route's read is counted before any error answer.
+  app.use(settleLimitBeforeError);
   app.use(errorHandler(deps.logger, { redis: deps.redis }));
   return app;
 }

@@ -31,6 +31,10 @@ export async function startGateway(
     await closeContext(ctx);
     throw err;
   });
+  // Under load many requests each send one command per event-loop turn: ioredis then writes
+  // them to the socket together (one write instead of one per request), which on the
+  // cache-hit paths was the largest single cost. Each command keeps its own reply and error.
+  ctx.redis.options.enableAutoPipelining = true;
   const app = createApp({ ...ctx, queue: new JobQueue(ctx.nc), ...options });
   const server: Server = createServer(
     {

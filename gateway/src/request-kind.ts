@@ -1,8 +1,18 @@
 import type { Request } from 'express';
 
+/** A path Express would route elsewhere than itself: upper-case letters or a trailing slash. */
+const NOT_CANONICAL = /[A-Z]|\/$/;
+
 /** The path as Express routes it: case-insensitive, a trailing slash ignored. */
 export function routeKey(req: Request): string {
-  return req.path.toLowerCase().replace(/\/+$/, '') || '/';
+  const path = req.path;
+  return NOT_CANONICAL.test(path) ? path.toLowerCase().replace(/\/+$/, '') || '/' : path;
+}
+
+/** `isSubmission` for a method and a `routeKey` already at hand. */
+export function isSubmissionPath(method: string, path: string): boolean {
+  if (method === 'GET') return path === '/probe';
+  return method === 'POST' && (path === '/download' || path === '/normalize');
 }
 
 /**
@@ -11,7 +21,5 @@ export function routeKey(req: Request): string {
  * with API_KEYS set, need a key.
  */
 export function isSubmission(req: Request): boolean {
-  const path = routeKey(req);
-  if (req.method === 'GET') return path === '/probe';
-  return req.method === 'POST' && (path === '/download' || path === '/normalize');
+  return isSubmissionPath(req.method, routeKey(req));
 }

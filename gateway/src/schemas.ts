@@ -270,5 +270,6 @@ export const sweepSummarySchema = janitorSweepEvent
     bytes_freed: true,
     duration_ms: true,
     next_run_at: true,
+    orphans: true,
   })
   .loose();

@@ -34,27 +34,59 @@ export function contentSecurityPolicy(policy: string): RequestHandler {
 
 const FILE_ROUTE = /^\/jobs\/[^/]+\/file$/;
 
-/** helmet's headers with an API policy; result files may be played by pages on other origins. */
-export function securityHeaders(): RequestHandler {
-  const base = helmet({
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: {
-        defaultSrc: ["'none'"],
-        frameAncestors: ["'none'"],
-        baseUri: ["'none'"],
-        formAction: ["'none'"],
-      },
+/** The headers a helmet middleware sets, run once against a recorder instead of on every request. */
+function recordHeaders(middleware: RequestHandler): (readonly [string, string])[] {
+  const headers = new Map<string, readonly [string, string]>();
+  const recorder = {
+    setHeader(name: string, value: string | number | readonly string[]) {
+      headers.set(name.toLowerCase(), [name, String(value)]);
     },
-    // Only HTTPS responses make browsers keep it; other hosts of the domain are not ours to pin.
-    strictTransportSecurity: { maxAge: 31_536_000, includeSubDomains: false },
-  });
+    removeHeader(name: string) {
+      headers.delete(name.toLowerCase());
+    },
+  };
+  let failed: unknown = null;
+  middleware(
+    {} as Parameters<RequestHandler>[0],
+    recorder as unknown as Parameters<RequestHandler>[1],
+    (err) => {
+      if (err) failed = err;
+    },
+  );
+  if (failed) throw failed instanceof Error ? failed : new Error(String(failed));
+  return [...headers.values()];
+}
+
+/**
+ * helmet's headers with an API policy; result files may be played by pages on other origins.
+ * helmet runs once at start; each request gets the recorded headers (the same names, values
+ * and order) from a prepared array.
+ */
+export function securityHeaders(): RequestHandler {
+  const headers = recordHeaders(
+    helmet({
+      contentSecurityPolicy: {
+        useDefaults: false,
+        directives: {
+          defaultSrc: ["'none'"],
+          frameAncestors: ["'none'"],
+          baseUri: ["'none'"],
+          formAction: ["'none'"],
+        },
+      },
+      // Only HTTPS responses make browsers keep it; other hosts of the domain are not ours to pin.
+      strictTransportSecurity: { maxAge: 31_536_000, includeSubDomains: false },
+    }),
+  );
+  const count = headers.length;
   return (req, res, next) => {
-    base(req, res, (err?: unknown) => {
-      if (err) return next(err);
-      // An <audio>/<video> on another site may play a result file; no credentials ride on it.
-      if (FILE_ROUTE.test(routeKey(req))) res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
-      next();
-    });
+    for (let i = 0; i < count; i += 1) {
+      const header = headers[i]!;
+      res.setHeader(header[0], header[1]);
+    }
+    // An <audio>/<video> on another site may play a result file; no credentials ride on it.
+    if (req.url.length > 10 && FILE_ROUTE.test(routeKey(req)))
+      res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
+    next();
   };
 }

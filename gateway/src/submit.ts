@@ -35,6 +35,8 @@ export interface SubmitHooks {
    * never changes the job id). Added before a new job is queued.
    */
   callbackUrl?: URL | null;
+  /** Reads the live job in place of `store.peek` (the rate limit's budgeted read). */
+  peek?: () => Promise<StoredJob | null>;
 }
 
 /**
@@ -56,7 +58,7 @@ export async function submitJob(
     deps.events.job(kind, id, 'cache_hit', { status: job.record.status });
     return { status: 200, body: jobView(job.record, true), created: false };
   };
-  const live = await deps.store.peek(kind, id);
+  const live = await (hooks.peek ? hooks.peek() : deps.store.peek(kind, id));
   if (live) return hit(live);
   await hooks.beforeCreate?.();
   const { created, job } = await deps.store.create(kind, id, request);

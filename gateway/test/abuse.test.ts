@@ -92,6 +92,28 @@ describe('rate limiting', () => {
     expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
   });
 
+  it('when a client sends bad bodies or reads job ids, then each still counts, and past the limit it is a 429 first', async () => {
+    // POST /download and GET /jobs/:id count in the round trip of their own read; a request
+    // that ends before it (a 400 body, a 400 id, a 404) is counted all the same.
+    const bad = () =>
+      fetch(`${limited.url}/download`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"url": 1}',
+      });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await bad()).status);
+    statuses.push((await bad()).status, (await submit(limited.url)).status);
+    expect(statuses).toEqual([400, 400, 400, 429, 429]);
+    const reads: Response[] = [];
+    for (const id of ['none_best', 'bad!id', 'none_best', 'none_best', 'none_best', 'none_best'])
+      reads.push(await fetch(`${limited.url}/jobs/${id}`));
+    expect(reads.map((r) => r.status)).toEqual([404, 400, 404, 404, 404, 429]);
+    expect(reads[0]!.headers.get('ratelimit')).toMatch(/^"reads"; r=4; t=\d+$/);
+    expect(reads[1]!.headers.get('ratelimit')).toMatch(/^"reads"; r=3; t=\d+$/);
+    expect(reads[5]!.headers.get('retry-after')).toMatch(/^\d+$/);
+  });
+
   it('when /health and /ready are called often, then they are never limited', async () => {
     for (let i = 0; i < 12; i++) {
       expect((await fetch(`${limited.url}/health`)).status).toBe(200);

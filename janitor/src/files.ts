@@ -54,6 +54,25 @@ export async function filesOwnedBy(
   return found;
 }
 
+/** The result files `<id>.<ext>` of the wanted ids under each of `exts`, by one stat per name (no listing). */
+export async function filesNamed(
+  files: FileStore,
+  bucket: Bucket,
+  wanted: ReadonlySet<string>,
+  exts: readonly string[],
+): Promise<Map<string, StoredRef[]>> {
+  const found = new Map<string, StoredRef[]>();
+  const names = [...wanted].flatMap((id) => exts.map((ext) => ({ id, name: `${id}.${ext}` })));
+  const hits = await mapLimit(names, 32, async (n) => ((await files.stat(bucket, n.name)) ? n : null));
+  for (const hit of hits) {
+    if (!hit) continue;
+    const list = found.get(hit.id) ?? [];
+    list.push({ bucket, name: hit.name });
+    found.set(hit.id, list);
+  }
+  return found;
+}
+
 /** Size of a file, or of a folder's files recursively; 0 when it is gone. */
 export async function sizeOf(path: string): Promise<number> {
   try {

@@ -9,11 +9,12 @@ import {
   openContext,
   startConfigAnnouncer,
   type Config,
+  type JanitorOrphanProgress,
   type Logger,
   type ServiceContext,
 } from '@media-jobs/libs';
 import { watchConfig } from './config-watch.js';
-import { sweepOrphans, sweepTmp } from './orphans.js';
+import { PROBE_ABOVE_FILES, sweepOrphans, sweepTmp, type OrphanBudget } from './orphans.js';
 import { Reconciler, type ReconcileReport } from './reconcile.js';
 import { sweepEvent, sweepLine, type SweepSummary, type SweepTrigger } from './report.js';
 import { emptyTotals, sweepExpired, type SweepContext, type SweepHooks } from './sweep.js';
@@ -30,6 +31,13 @@ export interface JanitorOptions {
   hooks?: SweepHooks;
   /** The sweep's clock (tests move it forward instead of waiting hours). */
   now?: () => number;
+  /**
+   * How much of the buckets one sweep's orphan slice scans (files, and milliseconds after
+   * which it ends with the chunk in hand); the next sweep resumes there.
+   */
+  orphanBudget?: OrphanBudget;
+  /** Files stored (as the last orphan pass counted) above which expired jobs' result files are found by name, not by listing. */
+  probeAboveFiles?: number;
 }
 
 export interface Janitor {
@@ -49,6 +57,8 @@ const DEFAULTS = {
   lockWaitMs: 20_000,
   hooks: {},
   now: Date.now,
+  orphanBudget: { files: 200_000, ms: 400 },
+  probeAboveFiles: PROBE_ABOVE_FILES,
 } satisfies Required<JanitorOptions>;
 
 /**
@@ -167,9 +177,9 @@ class Sweeper {
       const totals = emptyTotals();
       const sweepCtx = this.sweepContext(lock);
       await sweepExpired(sweepCtx, now, totals);
-      await sweepOrphans(sweepCtx, now, totals);
+      const orphans = await sweepOrphans(sweepCtx, now, totals, this.options.orphanBudget);
       await sweepTmp(sweepCtx, now, totals);
-      const summary = this.summary(trigger, started, totals, false);
+      const summary = this.summary(trigger, started, totals, false, orphans);
       await this.publish(summary);
       return summary;
     } finally {
@@ -199,6 +209,7 @@ class Sweeper {
       batchSize: this.options.batchSize,
       fileBatchSize: this.options.fileBatchSize,
       hooks: this.options.hooks,
+      probeAboveFiles: this.options.probeAboveFiles,
       stillOwner: () => lock.held && !this.stopping,
     };
   }
@@ -208,6 +219,7 @@ class Sweeper {
     started: number,
     totals: ReturnType<typeof emptyTotals>,
     skipped: boolean,
+    orphans?: JanitorOrphanProgress,
   ): SweepSummary {
     // A timed sweep is followed by the next one an interval after it ends; an admin sweep leaves the timer as it is.
     const next = this.stopping
@@ -223,6 +235,7 @@ class Sweeper {
       ...totals,
       next_run_at: next === null ? null : new Date(next).toISOString(),
       skipped,
+      ...(orphans ? { orphans } : {}),
     };
   }
 
@@ -231,7 +244,12 @@ class Sweeper {
     await redis.set(LAST_SWEEP_KEY, JSON.stringify(summary));
     events.publish(JANITOR_SUBJECTS.sweep, sweepEvent(summary));
     logger.info(
-      { ...summary.removed, bytes_freed: summary.bytes_freed, trigger: summary.trigger },
+      {
+        ...summary.removed,
+        bytes_freed: summary.bytes_freed,
+        trigger: summary.trigger,
+        ...(summary.orphans ? { orphans: summary.orphans } : {}),
+      },
       sweepLine(summary, config.cleanupIntervalMinutes),
     );
   }

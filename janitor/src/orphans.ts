@@ -10,6 +10,7 @@ import {
   sweepingKey,
   uploadRefsKey,
   type Bucket,
+  type JanitorOrphanProgress,
   type JobKind,
   type StoredFile,
 } from '@media-jobs/libs';
@@ -63,15 +64,175 @@ function folders(): Folder[] {
   ];
 }
 
-export async function sweepOrphans(ctx: SweepContext, nowMs: number, totals: SweepTotals): Promise<void> {
-  const cutoff = nowMs - ctx.config.cacheTtlMs;
-  const token = lockToken();
-  for (const folder of folders()) {
-    for await (const files of ctx.files.list(folder.bucket, ctx.batchSize)) {
-      if (!ctx.stillOwner()) return;
-      await orphanChunk(ctx, folder, files, cutoff, token, totals);
+/** Where the orphan pass stands, kept in Redis (`ORPHAN_CURSOR_KEY`) so that any janitor resumes it. */
+interface OrphanCursor {
+  /** Index into `folders()` of the bucket being scanned. */
+  folder: number;
+  /** The store's cursor in that bucket (null: its start). */
+  cursor: string | null;
+  /** Files looked at since the pass began. */
+  position: number;
+  /** Files this pass removed from the bucket being scanned (a resumed local scan skips that many fewer). */
+  removed: number;
+  complete_passes: number;
+  /** Files the last complete pass looked at. */
+  total_estimate: number | null;
+  pass_started_at: string;
+  /** Extensions of the result files seen per bucket, by this pass and the last complete one. */
+  exts?: Partial<Record<Bucket, string[]>>;
+  /** Those of the last complete pass alone (what `resultExtensions` trusts). */
+  last_exts?: Partial<Record<Bucket, string[]>>;
+}
+
+/** Extensions remembered per bucket at most (a name from a result file has one of few). */
+const MAX_EXTS = 64;
+
+/**
+ * Above this many files (as the last complete orphan pass counted them), the expiry pass
+ * finds result files by name (`<id>.<ext>` for each extension the orphan pass saw) instead
+ * of listing the bucket for every batch; null: list.
+ */
+export const PROBE_ABOVE_FILES = 100_000;
+
+/** The result extensions to try per bucket, or null where the expiry pass should list the bucket. */
+export async function resultExtensions(
+  ctx: SweepContext,
+): Promise<Partial<Record<'downloads' | 'normalized', string[]>> | null> {
+  const raw = await ctx.redis.get(ORPHAN_CURSOR_KEY);
+  if (!raw) return null;
+  try {
+    const c = JSON.parse(raw) as OrphanCursor;
+    const above = ctx.probeAboveFiles ?? PROBE_ABOVE_FILES;
+    if (c.total_estimate === null || c.total_estimate < above || !c.last_exts) return null;
+    const union = (b: 'downloads' | 'normalized') => [
+      ...new Set([...(c.last_exts?.[b] ?? []), ...(c.exts?.[b] ?? [])]),
+    ];
+    return { downloads: union('downloads'), normalized: union('normalized') };
+  } catch {
+    return null;
+  }
+}
+
+function noteExtensions(state: OrphanCursor, bucket: Bucket, files: readonly StoredFile[]): OrphanCursor {
+  if (bucket === 'uploads' || files.length === 0) return state;
+  const seen = new Set(state.exts?.[bucket] ?? []);
+  const before = seen.size;
+  for (const f of files) {
+    if (seen.size >= MAX_EXTS) break;
+    const id = resultIdOf(f.name);
+    if (id !== null) seen.add(f.name.slice(id.length + 1));
+  }
+  return seen.size === before ? state : { ...state, exts: { ...state.exts, [bucket]: [...seen] } };
+}
+
+export const ORPHAN_CURSOR_KEY = 'janitor:orphan_cursor';
+
+/** How much of the buckets one sweep's orphan slice may scan. */
+export interface OrphanBudget {
+  /** Files per sweep at most. */
+  files: number;
+  /** Milliseconds per sweep at most; the slice ends after the chunk that passes it (at least one chunk). */
+  ms: number;
+}
+
+function freshCursor(nowIso: string, prev?: OrphanCursor): OrphanCursor {
+  return {
+    folder: 0,
+    cursor: null,
+    position: 0,
+    removed: 0,
+    complete_passes: prev?.complete_passes ?? 0,
+    total_estimate: prev?.total_estimate ?? null,
+    pass_started_at: nowIso,
+    ...(prev?.last_exts ? { last_exts: prev.last_exts } : {}),
+  };
+}
+
+async function readCursor(ctx: SweepContext, nowIso: string): Promise<OrphanCursor> {
+  const raw = await ctx.redis.get(ORPHAN_CURSOR_KEY);
+  if (raw) {
+    try {
+      const c = JSON.parse(raw) as OrphanCursor;
+      if (Number.isInteger(c.folder) && c.folder >= 0 && c.folder < 3 && Number.isInteger(c.position))
+        return c;
+    } catch {
+      // Unreadable: start a pass over.
     }
   }
+  return freshCursor(nowIso);
+}
+
+/**
+ * One slice of the orphan pass: resumes the pass where the last sweep (of any janitor) left
+ * it, scans up to `budget` files of the buckets in order, and saves the cursor after every
+ * chunk, so a janitor killed mid-slice redoes at most one (idempotent) chunk. A slice that
+ * completes a pass stops there; the next sweep begins the next pass. With fewer files than
+ * the budget, every sweep is one complete pass.
+ */
+export async function sweepOrphans(
+  ctx: SweepContext,
+  nowMs: number,
+  totals: SweepTotals,
+  budget: OrphanBudget = { files: Number.POSITIVE_INFINITY, ms: Number.POSITIVE_INFINITY },
+): Promise<JanitorOrphanProgress | undefined> {
+  const cutoff = nowMs - ctx.config.cacheTtlMs;
+  const token = lockToken();
+  const started = performance.now();
+  const list = folders();
+  let state = await readCursor(ctx, new Date(nowMs).toISOString());
+  let scanned = 0;
+  let passCompleted = false;
+  const save = () => ctx.redis.set(ORPHAN_CURSOR_KEY, JSON.stringify(state));
+  const spent = () => scanned >= budget.files || performance.now() - started >= budget.ms;
+  scan: while (!spent()) {
+    const folder = list[state.folder] as Folder;
+    const chunks = ctx.files.scan(folder.bucket, state.cursor, ctx.batchSize, state.removed ?? 0);
+    for await (const chunk of chunks) {
+      if (!ctx.stillOwner()) return undefined;
+      const removed = await orphanChunk(ctx, folder, chunk.files, cutoff, token, totals);
+      scanned += chunk.files.length;
+      state = {
+        ...noteExtensions(state, folder.bucket, chunk.files),
+        cursor: chunk.cursor,
+        position: state.position + chunk.files.length,
+        removed: (state.removed ?? 0) + removed,
+      };
+      await save();
+      if (spent()) break scan;
+    }
+    if (!ctx.stillOwner()) return undefined;
+    // That bucket is done: the next one, or the pass is.
+    if (state.folder + 1 < list.length) {
+      state = { ...state, folder: state.folder + 1, cursor: null, removed: 0 };
+    } else {
+      passCompleted = true;
+      state = {
+        ...freshCursor(new Date(nowMs).toISOString(), state),
+        complete_passes: state.complete_passes + 1,
+        total_estimate: state.position,
+        last_exts: state.exts ?? {},
+      };
+    }
+    await save();
+    if (passCompleted) break;
+  }
+  const estimate = state.total_estimate;
+  return {
+    scanned,
+    position: state.position,
+    total_estimate: estimate,
+    progress: passCompleted
+      ? 1
+      : estimate === null
+        ? null
+        : estimate === 0
+          ? 1
+          : Math.min(1, Math.round((state.position / estimate) * 1000) / 1000),
+    complete_passes: state.complete_passes,
+    pass_completed: passCompleted,
+    bucket: (list[state.folder] as Folder).bucket,
+    pass_started_at: state.pass_started_at,
+  };
 }
 
 async function modifiedBefore(path: string, cutoff: number): Promise<boolean> {
@@ -89,7 +250,7 @@ async function orphanChunk(
   cutoff: number,
   token: string,
   totals: SweepTotals,
-) {
+): Promise<number> {
   // Age first: a live job's files are younger than the TTL, so Redis is asked about old files only.
   const old = files.filter((f) => f.mtimeMs < cutoff).map((f) => f.name);
   const owners = new Map<string, string[]>();
@@ -126,7 +287,12 @@ async function orphanChunk(
         );
     }
     const removed = await removeGrouped(ctx.files, aged);
-    for (const [owner, r] of removed) reportOrphan(ctx, folder, owner, r, totals);
+    let files = 0;
+    for (const [owner, r] of removed) {
+      reportOrphan(ctx, folder, owner, r, totals);
+      files += r.files.length;
+    }
+    return files;
   } finally {
     await releaseManyIfOwner(
       ctx.redis,

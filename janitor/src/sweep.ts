@@ -17,7 +17,8 @@ import {
   type Redis,
   type Storage,
 } from '@media-jobs/libs';
-import { filesOwnedBy, removeGrouped, resultIdOf, type StoredRef } from './files.js';
+import { filesNamed, filesOwnedBy, removeGrouped, resultIdOf, type StoredRef } from './files.js';
+import { resultExtensions } from './orphans.js';
 
 /**
  * The expiry pass. Race safety rests on one rule: the janitor deletes a job key's files only
@@ -54,6 +55,8 @@ export interface SweepContext {
   /** Claimed keys whose files are located in one pass over each folder. */
   readonly fileBatchSize: number;
   readonly hooks: SweepHooks;
+  /** Files stored above which the expiry pass finds result files by name (default `PROBE_ABOVE_FILES`). */
+  readonly probeAboveFiles?: number;
   /** Checked between batches: false once this janitor lost the sweep lock. */
   stillOwner(): boolean;
 }
@@ -255,9 +258,19 @@ async function locateFiles(
   normalizeIds.forEach(
     (id, i) => lastUse[i] && uploadOwner.set(uploadHashOf(id), ids.normalize.get(id) as string),
   );
+  // With many files stored, result files are found by name under the extensions the orphan
+  // pass saw; one with an extension it never saw stays and goes as an orphan (its record and
+  // index entry are gone by then), within two orphan passes.
+  const exts = await resultExtensions(ctx);
+  const results = (bucket: 'downloads' | 'normalized', wanted: Set<string>) => {
+    const tried = exts?.[bucket];
+    return tried && tried.length > 0
+      ? filesNamed(ctx.files, bucket, wanted, tried)
+      : filesOwnedBy(ctx.files, bucket, wanted, resultIdOf);
+  };
   const [downloads, normalized, uploads] = await Promise.all([
-    filesOwnedBy(ctx.files, 'downloads', new Set(ids.download.keys()), resultIdOf),
-    filesOwnedBy(ctx.files, 'normalized', new Set(ids.normalize.keys()), resultIdOf),
+    results('downloads', new Set(ids.download.keys())),
+    results('normalized', new Set(ids.normalize.keys())),
     filesOwnedBy(ctx.files, 'uploads', new Set(uploadOwner.keys()), (n) => n.slice(0, 16)),
   ]);
   const paths = new Map<string, StoredRef[]>();

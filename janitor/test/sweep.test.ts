@@ -192,7 +192,7 @@ describe('expiry sweep', () => {
     const lines = log.lines();
     const cleanup = lines.filter((l) => l.level === 'info' && l.msg.startsWith('Cleanup:')).pop();
     expect(cleanup?.msg).toMatch(
-      /^Cleanup: removed 1 job \(1 download, 0 normalize\), freed 1\.5 KB in \d+ ms; next in 30min$/,
+      /^Cleanup: removed 1 job \(1 download, 0 normalize\), freed 1\.5 KB in \d+ ms; next in 30min; orphan scan: \d+ files?, pass \d+ complete$/,
     );
     expect(
       lines.some(

@@ -82,6 +82,27 @@ export const janitorRemovedEvent = z.object({
 });
 export type JanitorRemovedEvent = z.infer<typeof janitorRemovedEvent>;
 
+/** The orphan pass's progress, as a sweep reports it. */
+export const janitorOrphanProgress = z.object({
+  /** Files this sweep looked at. */
+  scanned: z.number().int().min(0),
+  /** Files looked at since the current pass began (0 when this sweep completed one). */
+  position: z.number().int().min(0),
+  /** Files the last complete pass looked at; null until one completed. */
+  total_estimate: z.number().int().min(0).nullable(),
+  /** position / total_estimate (at most 1), 1 when this sweep completed a pass, null without an estimate. */
+  progress: z.number().min(0).max(1).nullable(),
+  /** Passes over every bucket completed so far (the cursor in Redis counts them). */
+  complete_passes: z.number().int().min(0),
+  /** True when this sweep completed a pass. */
+  pass_completed: z.boolean(),
+  /** The bucket the next sweep resumes in. */
+  bucket: z.enum(['downloads', 'normalized', 'uploads']),
+  /** When the current pass began (after a completed one: when the next will). */
+  pass_started_at: z.iso.datetime(),
+});
+export type JanitorOrphanProgress = z.infer<typeof janitorOrphanProgress>;
+
 export const janitorSweepEvent = z.object({
   ...base,
   type: z.literal('sweep'),
@@ -91,6 +112,11 @@ export const janitorSweepEvent = z.object({
   bytes_freed: z.number().int().min(0),
   duration_ms: z.number().min(0),
   next_run_at: z.iso.datetime().nullable(),
+  /**
+   * How far the orphan pass has come: each sweep scans a bounded slice of the buckets and
+   * the next one resumes there. Absent from janitors before it (and from a skipped sweep).
+   */
+  orphans: janitorOrphanProgress.optional(),
 });
 export type JanitorSweepEvent = z.infer<typeof janitorSweepEvent>;
 

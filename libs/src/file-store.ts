@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, lstatSync, unlinkSync } from 'node:fs';
+import { createReadStream, createWriteStream, lstatSync, opendirSync, unlinkSync, type Dir } from 'node:fs';
 import { lstat, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -32,6 +32,14 @@ export interface StoredFile {
   readonly mtimeMs: number;
 }
 
+/** A chunk of `FileStore.scan`: its files and the cursor that resumes after it. */
+export interface ScanChunk {
+  readonly files: StoredFile[];
+  /** Entries this chunk covered (files and anything else skipped), for progress counts. */
+  readonly entries: number;
+  readonly cursor: string;
+}
+
 /** Inclusive byte range, as HTTP's Range header gives it. */
 export interface ByteRange {
   readonly start: number;
@@ -53,6 +61,15 @@ export interface FileStore {
   list(bucket: Bucket, size: number): AsyncIterable<StoredFile[]>;
   /** The names of every file of the bucket, in chunks; cheaper than `list` where sizes are not needed. */
   names(bucket: Bucket, size: number): AsyncIterable<string[]>;
+  /**
+   * The bucket's files from `cursor` on (null: from the start), in chunks of about `size`,
+   * each with the cursor that resumes right after it, in this process or another one. The
+   * iteration ends at the bucket's end. Local folders resume by position (entries read; this
+   * process keeps the open folder between calls, so each entry present throughout is seen
+   * once), object buckets by stream sequence. `removedBefore`: files the caller removed from
+   * the part already scanned, so that a local scan resumed elsewhere skips that many fewer.
+   */
+  scan(bucket: Bucket, cursor: string | null, size: number, removedBefore?: number): AsyncIterable<ScanChunk>;
   /** The files whose name starts with `prefix` (`<id>.` finds a job's result of any extension). */
   find(bucket: Bucket, prefix: string): Promise<StoredFile[]>;
   /** The file's own path when it is a local file a tool may read in place; null for objects. */
@@ -62,6 +79,9 @@ export interface FileStore {
 /** `STORAGE=local`: `DATA_DIR/<bucket>/<name>`; a put is a rename from `tmp/` (same file system). */
 export class LocalFileStore implements FileStore {
   readonly kind = 'local' as const;
+
+  /** Open folders of scans in progress, so the next chunk of a scan need not re-read the entries before it. */
+  private readonly scans = new Map<Bucket, { dir: Dir; position: number }>();
 
   constructor(readonly root: string) {}
 
@@ -143,6 +163,85 @@ export class LocalFileStore implements FileStore {
         }
       }
       yield files;
+    }
+  }
+
+  /**
+   * Cursor: the number of entries read. A scan resumed at the position this process's open
+   * folder stands at reads on from it; any other position (another process, a restart) opens
+   * the folder again and skips that many entries less `removedBefore`, in chunks with no
+   * files (entries others removed meanwhile make it skip some it never saw: a pass misses them).
+   */
+  async *scan(
+    bucket: Bucket,
+    cursor: string | null,
+    size: number,
+    removedBefore = 0,
+  ): AsyncIterable<ScanChunk> {
+    const folder = join(this.root, bucket);
+    const at = cursor === null ? 0 : Math.max(0, Number.parseInt(cursor, 10) || 0);
+    let want = at;
+    let open = this.scans.get(bucket);
+    if (open && open.position !== at) {
+      this.closeScan(bucket);
+      open = undefined;
+    }
+    if (!open) {
+      want = Math.max(0, at - removedBefore);
+      try {
+        open = { dir: opendirSync(folder, { bufferSize: 2048 }), position: 0 };
+      } catch {
+        return; // No folder: nothing to scan.
+      }
+      this.scans.set(bucket, open);
+    }
+    const scan = open;
+    // Skipping costs a fraction of a stat per entry, so it goes in chunks 16 times larger.
+    while (scan.position < want) {
+      let skipped = 0;
+      while (scan.position < want && skipped < size * 16) {
+        if (scan.dir.readSync() === null) {
+          this.closeScan(bucket);
+          return;
+        }
+        scan.position += 1;
+        skipped += 1;
+      }
+      yield { files: [], entries: 0, cursor: String(scan.position) };
+    }
+    for (;;) {
+      const files: StoredFile[] = [];
+      let entries = 0;
+      let ended = false;
+      while (entries < size) {
+        const entry = scan.dir.readSync();
+        if (entry === null) {
+          ended = true;
+          break;
+        }
+        entries += 1;
+        if (!entry.isFile()) continue;
+        try {
+          const st = lstatSync(join(folder, entry.name));
+          if (st.isFile()) files.push({ name: entry.name, size: st.size, mtimeMs: st.mtimeMs });
+        } catch {
+          // Removed since the listing.
+        }
+      }
+      scan.position += entries;
+      if (ended) this.closeScan(bucket);
+      if (entries > 0) yield { files, entries, cursor: String(scan.position) };
+      if (ended) return;
+    }
+  }
+
+  private closeScan(bucket: Bucket): void {
+    const open = this.scans.get(bucket);
+    this.scans.delete(bucket);
+    try {
+      open?.dir.closeSync();
+    } catch {
+      // Already closed.
     }
   }
 
@@ -341,6 +440,32 @@ export class NatsFileStore implements FileStore {
 
   async *names(bucket: Bucket, size: number): AsyncIterable<string[]> {
     for await (const files of this.list(bucket, size)) yield files.map((f) => f.name);
+  }
+
+  /** Cursor: the stream sequence to read on from (every object has one metadata message). */
+  async *scan(bucket: Bucket, cursor: string | null, size: number): AsyncIterable<ScanChunk> {
+    await this.bucket(bucket);
+    const jsm = await this.jsm();
+    const subject = `$O.${bucket}.M.>`;
+    let seq = cursor === null ? 1 : Math.max(1, Number.parseInt(cursor, 10) || 1);
+    for (;;) {
+      const files: StoredFile[] = [];
+      let entries = 0;
+      let ended = false;
+      while (entries < size) {
+        const msg = await jsm.direct.getMessage(`OBJ_${bucket}`, { seq, next_by_subj: subject });
+        if (!msg) {
+          ended = true;
+          break;
+        }
+        seq = msg.seq + 1;
+        entries += 1;
+        const info = msg.json<{ name: string; size: number; mtime: string; deleted?: boolean }>();
+        if (!info.deleted) files.push({ name: info.name, size: info.size, mtimeMs: Date.parse(info.mtime) });
+      }
+      if (entries > 0) yield { files, entries, cursor: String(seq) };
+      if (ended) return;
+    }
   }
 
   async find(bucket: Bucket, prefix: string): Promise<StoredFile[]> {

@@ -72,6 +72,59 @@ end
 return false
 `);
 
+/**
+ * A fixed-window request budget counted in the same round trip as a read (the gateway's rate
+ * limit): the counter at `key` counts this request, the first hit of a window sets the
+ * expiry, and a read over the limit is not done.
+ */
+export interface Budget {
+  key: string;
+  limit: number;
+  windowMs: number;
+}
+
+/** What a read under a budget answers: the count after this request, the window's time left and, within the limit, the job. */
+export interface Budgeted<T> {
+  hits: number;
+  ttlMs: number;
+  /** undefined when the budget was over (nothing read). */
+  value: T | undefined;
+}
+
+/**
+ * Lua that counts one hit on KEYS[1] (ARGV[1]: window ms) into `hits` and `ttl`. A key that
+ * somehow lost its expiry gets it back. Shared with the gateway's plain rate-limit script.
+ */
+export const BUDGET_COUNT_LUA = `
+local hits = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end`;
+
+// PEEK under a budget: one round trip for the rate limit and the cache-hit read.
+// KEYS: budget counter, record, stats. ARGV: window ms, limit, kind.
+const BUDGETED_PEEK = new LuaScript(`${BUDGET_COUNT_LUA}
+if hits > tonumber(ARGV[2]) then return {hits, ttl} end
+local cur = redis.call('GET', KEYS[2])
+if not cur then return {hits, ttl, ''} end
+local ok, rec = pcall(cjson.decode, cur)
+if ok and type(rec) == 'table' and rec['status'] ~= 'failed' then
+  redis.call('HINCRBY', KEYS[3], ARGV[3] .. ':hits', 1)
+  return {hits, ttl, cur}
+end
+return {hits, ttl, ''}
+`);
+
+// `find` under a budget. KEYS: budget counter, then the id's record key of each kind. ARGV: window ms, limit.
+const BUDGETED_FIND = new LuaScript(`${BUDGET_COUNT_LUA}
+if hits > tonumber(ARGV[2]) then return {hits, ttl} end
+local reply = {hits, ttl}
+for i = 2, #KEYS do reply[i + 1] = redis.call('GET', KEYS[i]) or '' end
+return reply
+`);
+
 // Replaces the record only if it is still exactly what the caller read, so a deleted or
 // re-created job is never overwritten by a stale worker. A job still under way is stamped
 // in the active index (server time), a finished one leaves it.
@@ -203,6 +256,25 @@ export class JobStore {
   }
 
   /**
+   * `peek` and a request budget in one round trip (the gateway's cache-hit path): within the
+   * limit, the live job or null; over it, nothing is read or counted as a hit.
+   */
+  async peekBudgeted(kind: JobKind, id: string, budget: Budget): Promise<Budgeted<StoredJob | null>> {
+    const key = jobKey(kind, id);
+    const reply = (await BUDGETED_PEEK.run(
+      this.redis,
+      [budget.key, key, CACHE_STATS_KEY],
+      [budget.windowMs, budget.limit, kind],
+    )) as [number, number, string?];
+    const raw = reply[2];
+    return {
+      hits: Number(reply[0]),
+      ttlMs: Number(reply[1]),
+      value: raw === undefined ? undefined : raw === '' ? null : parse(key, raw),
+    };
+  }
+
+  /**
    * `claim` without the peek, for a caller that has just peeked: creates the job unless a live
    * one appeared meanwhile (then that one comes back, `created: false`).
    */
@@ -240,6 +312,24 @@ export class JobStore {
       if (raw) return parse(keys[i] as string, raw);
     }
     return null;
+  }
+
+  /** `find` and a request budget in one round trip (the gateway's `GET /jobs/:id`). */
+  async findBudgeted(id: string, budget: Budget): Promise<Budgeted<StoredJob | null>> {
+    const keys = JOB_KINDS.map((kind) => jobKey(kind, id));
+    const reply = (await BUDGETED_FIND.run(
+      this.redis,
+      [budget.key, ...keys],
+      [budget.windowMs, budget.limit],
+    )) as [number, number, ...string[]];
+    const hits = Number(reply[0]);
+    const ttlMs = Number(reply[1]);
+    if (reply.length === 2) return { hits, ttlMs, value: undefined };
+    for (let i = 0; i < keys.length; i += 1) {
+      const raw = reply[i + 2] as string;
+      if (raw) return { hits, ttlMs, value: parse(keys[i] as string, raw) };
+    }
+    return { hits, ttlMs, value: null };
   }
 
   /** True when the index still holds an id whose expiry has passed: the job expired, its files await the sweep. */

@@ -96,6 +96,27 @@ describe.each(stores)('%s file store', (kind, make) => {
     expect(Math.max(...chunks)).toBeLessThanOrEqual(3);
   });
 
+  it('when a scan stops at a cursor, then this store and a fresh one resume after it and every file comes once', async () => {
+    const all = Array.from({ length: 7 }, (_, i) => `${'0'.repeat(63)}${i}.mp3`);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    // Two chunks here, the next two from this store's open scan, the rest from a fresh instance.
+    for (const [from, chunks] of [
+      [store, 2],
+      [store, 2],
+      [make(), Number.POSITIVE_INFINITY],
+    ] as const) {
+      let taken = 0;
+      for await (const chunk of from.scan('uploads', cursor, 2)) {
+        seen.push(...chunk.files.map((f) => f.name));
+        expect(chunk.files.length).toBeLessThanOrEqual(2);
+        cursor = chunk.cursor;
+        if (++taken >= chunks) break;
+      }
+    }
+    expect(seen.sort()).toEqual(all);
+  });
+
   it('when files are removed, then they are gone, their bytes are counted, and a missing one is ignored', async () => {
     const removed = await store.remove('downloads', ['abc_best.mp4', 'nothing_here.mp4']);
     expect(removed.removed.map((f) => f.name)).toEqual(['abc_best.mp4']);

@@ -12,8 +12,12 @@ export function jobIdParam(req: Request): string {
 }
 
 /** The job, or 410 when it expired and awaits the sweep, or 404. */
-export async function requireJob(deps: Pick<GatewayDeps, 'store'>, id: string): Promise<StoredJob> {
-  const job = await deps.store.find(id);
+export async function requireJob(
+  deps: Pick<GatewayDeps, 'store'>,
+  id: string,
+  find: (id: string) => Promise<StoredJob | null> = (i) => deps.store.find(i),
+): Promise<StoredJob> {
+  const job = await find(id);
   if (job) return job;
   if (await deps.store.isExpired(id)) {
     throw new AppError('job.expired', `job ${id} has expired; submit it again`, { status: 410 });

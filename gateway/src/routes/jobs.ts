@@ -3,6 +3,7 @@ import { Router } from 'express';
 import { AppError, badRequest, deleteJob, resultBucket } from '@media-jobs/libs';
 import type { GatewayDeps } from '../deps.js';
 import { jobView } from '../job-view.js';
+import { takePendingLimit } from '../rate-limit.js';
 import { sendStored } from '../stored-file.js';
 import { listQuerySchema } from '../schemas.js';
 import { jobIdParam, requireJob } from './job-lookup.js';
@@ -22,7 +23,17 @@ export function jobRoutes(deps: GatewayDeps): Router {
   });
 
   router.get('/jobs/:id', async (req, res) => {
-    const job = await requireJob(deps, jobIdParam(req));
+    const id = jobIdParam(req);
+    // The rate limit's count rides on the record's read: one round trip.
+    const limit = takePendingLimit(req, res);
+    const find = limit
+      ? async (i: string) => {
+          const read = await deps.store.findBudgeted(i, limit.budget);
+          limit.settle(read.hits, read.ttlMs);
+          return read.value ?? null;
+        }
+      : undefined;
+    const job = await requireJob(deps, id, find);
     res.json(jobView(job.record));
   });
 

@@ -1,6 +1,6 @@
 import { Router } from 'express';
-import { jobEventsFilter, type JobKind } from '@media-jobs/libs';
 import type { GatewayDeps } from '../deps.js';
+import { createJobEventHub, type HubEvent } from '../job-event-hub.js';
 import { jobView } from '../job-view.js';
 import { jobIdParam, requireJob } from './job-lookup.js';
 
@@ -11,28 +11,21 @@ const TERMINAL_STATUSES = new Set(['completed', 'failed']);
  * `GET /jobs/:id/events`: Server-Sent Events. The current state first (`event: state`), then
  * every live event of the job until it ends, with a heartbeat comment so proxies keep the
  * connection open. The subscription starts before the state is read, so nothing falls between.
+ * All watchers of a job share one NATS subscription (`job-event-hub.ts`).
  */
 export function jobEventRoutes(deps: GatewayDeps): Router {
   const heartbeatMs = deps.config.sseHeartbeatMs;
+  const hub = createJobEventHub(deps.nc);
   const router = Router();
   router.get('/jobs/:id/events', async (req, res) => {
     const id = jobIdParam(req);
-    const kinds: JobKind[] = ['download', 'normalize'];
-    const buffered: { type: string; data: string }[] = [];
+    const buffered: HubEvent[] = [];
     // Until the state is written, events wait in `buffered`; then `sink.live` writes them.
-    const sink: { live?: (e: { type: string; data: string }) => void } = {};
-    const subs = kinds.map((kind) =>
-      deps.nc.subscribe(jobEventsFilter(kind, id), {
-        callback: (err, msg) => {
-          if (err) return;
-          const type = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
-          const event = { type, data: msg.string() };
-          if (sink.live) sink.live(event);
-          else buffered.push(event);
-        },
-      }),
-    );
-    const close = () => subs.forEach((s) => s.unsubscribe());
+    const sink: { live?: (e: HubEvent) => void } = {};
+    const close = hub.watch(id, (event) => {
+      if (sink.live) sink.live(event);
+      else buffered.push(event);
+    });
     let job;
     try {
       job = await requireJob(deps, id);
@@ -70,8 +63,8 @@ export function jobEventRoutes(deps: GatewayDeps): Router {
       end();
       return;
     }
-    const live = (event: { type: string; data: string }) => {
-      res.write(`event: ${event.type}\ndata: ${event.data}\n\n`);
+    const live = (event: HubEvent) => {
+      res.write(event.frame);
       if (TERMINAL_EVENTS.has(event.type)) end();
     };
     sink.live = live;

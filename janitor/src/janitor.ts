@@ -50,6 +50,10 @@ export interface Janitor {
   stop(): Promise<void>;
 }
 
+/** What one sweep aims to stay under: the orphan slice gets the rest after the expiry pass. */
+const SWEEP_TARGET_MS = 700;
+const ORPHAN_SLICE_MIN_MS = 20;
+
 const DEFAULTS = {
   batchSize: 1000,
   fileBatchSize: 3000,
@@ -177,7 +181,11 @@ class Sweeper {
       const totals = emptyTotals();
       const sweepCtx = this.sweepContext(lock);
       await sweepExpired(sweepCtx, now, totals);
-      const orphans = await sweepOrphans(sweepCtx, now, totals, this.options.orphanBudget);
+      // The orphan slice has what is left of the sweep's time after the expiry pass (always
+      // at least one chunk), so a sweep that removed many expired jobs scans fewer files.
+      const budget = this.options.orphanBudget;
+      const left = Math.max(ORPHAN_SLICE_MIN_MS, SWEEP_TARGET_MS - (Date.now() - started));
+      const orphans = await sweepOrphans(sweepCtx, now, totals, { ...budget, ms: Math.min(budget.ms, left) });
       await sweepTmp(sweepCtx, now, totals);
       const summary = this.summary(trigger, started, totals, false, orphans);
       await this.publish(summary);

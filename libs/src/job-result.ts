@@ -53,11 +53,17 @@ const normalizeLoudnessSchema = z
     true_peak_ceiling_dbtp: z.number().describe('True-peak ceiling, dBTP'),
     gain_db: z.number().describe('Gain applied, dB'),
     limiter: z.boolean().describe('Whether a limiter kept the peaks under the ceiling'),
+    gain_capped: z
+      .boolean()
+      .optional()
+      .describe(
+        'Whether the gain the target needed was over +30 dB (near-silent input): the output is then the input raised by 30 dB, quieter than the target',
+      ),
     corrections: z.number().int().min(0).describe('Extra encodes made after measuring the output'),
     input: loudnessMeasureSchema.describe(
       'Measured after the other operations, i.e. on what the gain applies to',
     ),
-    output: loudnessMeasureSchema.describe('Measured on the exact signal fed to the encoder'),
+    output: loudnessMeasureSchema.describe('Measured on the encoded stream of the written file'),
   })
   .describe('Present when the operations include `normalize_volume`');
 export type NormalizeLoudness = z.infer<typeof normalizeLoudnessSchema>;

@@ -42,7 +42,16 @@ export interface GainPlan {
   gainDb: number;
   /** Sample-peak limit of the limiter in dBFS, or null when the gain keeps peaks under the ceiling. */
   limitDb: number | null;
+  /** The gain the target needs is more than `MAX_GAIN_DB`: the output aims at input + `MAX_GAIN_DB` instead. */
+  capped: boolean;
 }
+
+/**
+ * The most `normalize_volume` amplifies. Near-silent input (a -60 LUFS room tone, a muted
+ * track's hiss) would need 40+ dB, which makes noise, not programme; such input is raised by
+ * this much and no more, and the record says `gain_capped: true`.
+ */
+export const MAX_GAIN_DB = 30;
 
 export function probeArgs(path: string): string[] {
   return ['-v', 'error', '-print_format', 'json', '-show_streams', '-show_format', path];
@@ -207,10 +216,12 @@ export function planGain(
   const peak =
     measured.truePeak ??
     (measured.samplePeak == null ? null : measured.samplePeak + TRUE_PEAK_OVER_SAMPLE_DB);
-  if (measured.integrated <= -70 || peak === null) return { gainDb: 0, limitDb: null };
-  const gainDb = round2(targetLufs - measured.integrated);
+  if (measured.integrated <= -70 || peak === null) return { gainDb: 0, limitDb: null, capped: false };
+  const wanted = round2(targetLufs - measured.integrated);
+  const capped = wanted > MAX_GAIN_DB;
+  const gainDb = capped ? MAX_GAIN_DB : wanted;
   const allowed = ceilingDb - peakMargin(format);
-  return { gainDb, limitDb: peak + gainDb > allowed ? limiterLevel(ceilingDb, format) : null };
+  return { gainDb, limitDb: peak + gainDb > allowed ? limiterLevel(ceilingDb, format) : null, capped };
 }
 
 /** The limiter's sample-peak limit that keeps true peaks, after encoding, under the ceiling. */
@@ -218,7 +229,13 @@ export function limiterLevel(ceilingDb: number, format: OutputFormat): number {
   return round2(ceilingDb - peakMargin(format) - TRUE_PEAK_OVER_SAMPLE_DB);
 }
 
-export function gainFilters(plan: GainPlan): string[] {
+/** The loudness the output aims at: the target, or the input raised by `MAX_GAIN_DB` when capped. */
+export function aimLufs(measured: Loudness, targetLufs: number): number {
+  if (measured.integrated <= -70) return targetLufs;
+  return Math.min(targetLufs, round2(measured.integrated + MAX_GAIN_DB));
+}
+
+export function gainFilters(plan: Pick<GainPlan, 'gainDb' | 'limitDb'>): string[] {
   const filters = [`volume=${plan.gainDb.toFixed(2)}dB`];
   if (plan.limitDb !== null) {
     const limit = Math.max(0.0625, Math.min(1, 10 ** (plan.limitDb / 20)));
@@ -243,12 +260,101 @@ export function measureArgs(input: string, filters: string[], peak: PeakMode): s
   return [...baseArgs(input), '-filter_complex', `[0:a:0]${graph}[m]`, '-map', '[m]', '-f', 'null', '-'];
 }
 
-/** Raw 32-bit float PCM written for a parallel measurement. */
-export interface PcmTap {
-  path: string;
-  sampleRate: number;
-  channels: number;
+/** Gains a limiter trial tries at once, above the planned one: its loudness loss is read off them. */
+export const TRIAL_STEPS_DB = [0, 2];
+
+/**
+ * A limiter trial: the input after `filters`, split into one branch per gain, each through the
+ * same limiter and its own `ebur128` (named `trial<i>`), nothing written. A limiter lowers
+ * loudness by an amount no formula gives; measured at a few gains, the gain that lands on the
+ * target is interpolated before the encode, so the encode need not be repeated.
+ */
+export function trialArgs(input: string, filters: string[], gains: number[], limitDb: number): string[] {
+  const labels = gains.map((_, i) => `t${i}`);
+  const head = `[0:a:0]${chain([...filters, `asplit=${gains.length}`])}${labels.map((l) => `[${l}]`).join('')}`;
+  const branches = gains.map(
+    (g, i) =>
+      `[t${i}]${gainFilters({ gainDb: round2(g), limitDb }).join(',')},ebur128@trial${i}=peak=none:framelog=verbose[o${i}]`,
+  );
+  const maps = gains.flatMap((_, i) => ['-map', `[o${i}]`, '-f', 'null', '-']);
+  return [...baseArgs(input), '-filter_complex', [head, ...branches].join(';'), ...maps];
 }
+
+/** The summary of the (last) `ebur128@<name>` instance in a run's log. */
+export function parseNamedSummary(stderr: string, name: string): Loudness | null {
+  // With several outputs ffmpeg configures the graph twice; the first instance, freed unfed,
+  // prints a silent summary too: the last one is the measurement.
+  const at = stderr.lastIndexOf(`[ebur128@${name} @`);
+  if (at < 0) return null;
+  const next = stderr.indexOf('\n[', at + 1);
+  return parseEbur128Summary(stderr.slice(at, next < 0 ? undefined : next));
+}
+
+/**
+ * The gain whose limited output lands on `aim`, from a trial's (gain, loudness) points
+ * (gains ascending): interpolated where the points bracket it, else extrapolated along the
+ * last slope (at least 0.2, as loudness always rises with gain), at most 6 dB past the last point.
+ */
+/** How much louder the limited output gets per dB of gain, from a trial's points (0.2 to 1). */
+export function trialSlope(points: { gain: number; lufs: number }[]): number {
+  const [first, last] = [points[0], points.at(-1)];
+  if (!first || !last || last.gain === first.gain) return 1;
+  return Math.min(1, Math.max(0.2, (last.lufs - first.lufs) / (last.gain - first.gain)));
+}
+
+export function interpolateGain(points: { gain: number; lufs: number }[], aim: number): number {
+  const first = points[0];
+  if (!first) throw new Error('no trial points');
+  if (first.lufs >= aim) return round2(first.gain - (first.lufs - aim));
+  for (let i = 1; i < points.length; i += 1) {
+    const [a, b] = [
+      points[i - 1] as { gain: number; lufs: number },
+      points[i] as { gain: number; lufs: number },
+    ];
+    if (b.lufs >= aim) {
+      const slope = Math.max(0.05, (b.lufs - a.lufs) / (b.gain - a.gain));
+      return round2(a.gain + (aim - a.lufs) / slope);
+    }
+  }
+  const last = points.at(-1) as { gain: number; lufs: number };
+  const prev = points.at(-2) ?? first;
+  const slope = last === prev ? 1 : Math.max(0.2, (last.lufs - prev.lufs) / (last.gain - prev.gain));
+  return round2(last.gain + Math.min(6, (aim - last.lufs) / slope));
+}
+
+/**
+ * Where the encoder's ffmpeg also writes the encoded stream (its `tee` muxer), for a second
+ * ffmpeg to decode and measure while the encode runs: the record's output figures are those
+ * of the encoded audio itself, codec effects included.
+ */
+export interface MeterTap {
+  path: string;
+}
+
+/**
+ * AAC decoded from an ADTS copy of the stream measures up to 0.7 LU off the same stream in
+ * its MP4 (priming and edit list), so m4a is measured on the written file, after the encode.
+ */
+export const measureAfter = (format: OutputFormat): boolean => format === 'm4a';
+
+/** The container the encoded stream takes on its way to the meter (a FIFO: nothing seekable). */
+function meterMuxer(format: OutputFormat): string {
+  switch (format) {
+    case 'opus':
+      return 'ogg';
+    case 'mp3':
+      return 'mp3';
+    case 'm4a':
+      return 'adts';
+    case 'wav':
+      return 's16le';
+    case 'flac':
+      return 'flac';
+  }
+}
+
+/** `tee` slave names: its separators and option brackets escaped. */
+const teeEscape = (path: string): string => path.replace(/[\\|[\]]/g, (c) => `\\${c}`);
 
 export interface EncodeSpec {
   input: string;
@@ -258,44 +364,41 @@ export interface EncodeSpec {
   pre: string[];
   /** The gain and limiter. */
   gain: string[];
-  /** Also write the exact signal fed to the encoder here, for a parallel measurement. */
-  tap?: PcmTap;
+  /** Also send the encoded stream here, for a parallel measurement of the output. */
+  tap?: MeterTap;
 }
 
 const chain = (filters: string[]): string => (filters.length > 0 ? filters.join(',') : 'anull');
 
-function tapArgs(label: string, tap: PcmTap): string[] {
-  return [
-    '-map',
-    `[${label}]`,
-    '-ar',
-    String(tap.sampleRate),
-    '-ac',
-    String(tap.channels),
-    '-c:a',
-    'pcm_f32le',
-    '-f',
-    'f32le',
-    tap.path,
-  ];
+/** `-movflags` goes to the file's own muxer when a `tee` sends the stream to two places. */
+function splitMuxerOptions(args: string[]): { codec: string[]; muxer: string[] } {
+  const at = args.indexOf('-movflags');
+  if (at < 0) return { codec: args, muxer: [] };
+  return {
+    codec: [...args.slice(0, at), ...args.slice(at + 2)],
+    muxer: [`movflags=${args[at + 1] ?? ''}`],
+  };
 }
 
 export function encodeArgs(spec: EncodeSpec): string[] {
   const { plan, tap } = spec;
   const filters = chain([...spec.pre, ...spec.gain, `aresample=${plan.sampleRate}`]);
-  const graph = tap ? `[0:a:0]${filters},asplit=2[out][tap]` : `[0:a:0]${filters}[out]`;
   const args = [
     ...baseArgs(spec.input),
     '-filter_complex',
-    graph,
+    `[0:a:0]${filters}[out]`,
     '-map',
     '[out]',
     '-ac',
     String(plan.channels),
+    '-ar',
+    String(plan.sampleRate),
   ];
-  args.push('-ar', String(plan.sampleRate), ...plan.codecArgs, '-f', muxer(plan.format), spec.output);
-  if (tap) args.push(...tapArgs('tap', tap));
-  return args;
+  if (!tap) return [...args, ...plan.codecArgs, '-f', muxer(plan.format), spec.output];
+  const { codec, muxer: options } = splitMuxerOptions(plan.codecArgs);
+  const file = `[${[`f=${muxer(plan.format)}`, ...options].join(':')}]${teeEscape(spec.output)}`;
+  const meter = `[f=${meterMuxer(plan.format)}:onfail=abort]${teeEscape(tap.path)}`;
+  return [...args, ...codec, '-f', 'tee', `${file}|${meter}`];
 }
 
 /**
@@ -316,10 +419,19 @@ export function truePeakArgs(input: string, filters: string[], sampleRate: numbe
   return [...baseArgs(input), '-filter_complex', `[0:a:0]${graph}[p]`, '-map', '[p]', '-f', 'null', '-'];
 }
 
-/** Measures raw PCM as written by `encodeArgs`'s tap: loudness with ebur128, true peak as above. */
-export function measurePcmArgs(pcm: string, sampleRate: number, channels: number): string[] {
-  const input = ['-f', 'f32le', '-ar', String(sampleRate), '-ac', String(channels), '-i', pcm];
-  const graph = `[0]asplit=2[l][p];[l]${ebur128('none')}[lo];[p]${truePeakChain(sampleRate)}[po]`;
+/**
+ * Decodes the encoded stream `encodeArgs`'s tap sends and measures it: loudness with ebur128,
+ * true peak as above (at the output's rate).
+ */
+export function meterArgs(
+  tap: MeterTap,
+  plan: Pick<OutputPlan, 'format' | 'sampleRate' | 'channels'>,
+): string[] {
+  const raw = plan.format === 'wav' ? ['-ar', String(plan.sampleRate), '-ac', String(plan.channels)] : [];
+  // m4a is measured on the written file after the encode (see `measureAfter`).
+  const input =
+    plan.format === 'm4a' ? ['-i', tap.path] : ['-f', meterMuxer(plan.format), ...raw, '-i', tap.path];
+  const graph = `[0:a:0]asplit=2[l][p];[l]${ebur128('none')}[lo];[p]${truePeakChain(plan.sampleRate)}[po]`;
   return [
     ...['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info', ...input],
     ...['-filter_complex', graph, '-map', '[lo]', '-f', 'null', '-', '-map', '[po]', '-f', 'null', '-'],

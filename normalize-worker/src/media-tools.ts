@@ -4,7 +4,10 @@ import { AppError, runProcess, type Config, type RunResult } from '@media-jobs/l
 import {
   encodeArgs,
   measureArgs,
-  measurePcmArgs,
+  measureAfter,
+  meterArgs,
+  parseNamedSummary,
+  trialArgs,
   parseEbur128Summary,
   parseProbe,
   parseProgressLine,
@@ -15,7 +18,7 @@ import {
   type EncodeSpec,
   type Loudness,
   type MediaInfo,
-  type PcmTap,
+  type MeterTap,
   type PeakMode,
 } from './ffmpeg.js';
 
@@ -117,6 +120,35 @@ export async function measureTruePeak(
   return parseTruePeak(result.stderr);
 }
 
+/**
+ * The loudness of the input after `filters`, then each gain in `gains`, then the limiter at
+ * `limitDb`: one decode, one branch per gain.
+ */
+export async function trialLimiter(
+  tools: ToolPaths,
+  input: string,
+  filters: string[],
+  gains: number[],
+  limitDb: number,
+  options: { duration: number | null; signal: AbortSignal; onShare?: OnShare },
+): Promise<{ gain: number; lufs: number }[]> {
+  const result = await runProcess(tools.ffmpegPath, trialArgs(input, filters, gains, limitDb), {
+    signal: options.signal,
+    onStdoutLine: progressHandler(options.duration, options.onShare ?? (() => undefined)),
+    stderrTail: 8000,
+  });
+  if (result.aborted) throw aborted();
+  if (result.code !== 0) throw toolFailure('ffmpeg', result);
+  return gains.map((gain, i) => {
+    const l = parseNamedSummary(result.stderr, `trial${i}`);
+    if (!l)
+      throw new AppError('normalize.measure_failed', 'ffmpeg did not report the limiter trial', {
+        retryable: true,
+      });
+    return { gain, lufs: l.integrated };
+  });
+}
+
 export interface EncodeOptions {
   duration: number | null;
   signal: AbortSignal;
@@ -142,6 +174,15 @@ export async function encode(
   return null;
 }
 
+function meterReading(stderr: string): Loudness {
+  const summary = parseEbur128Summary(stderr);
+  if (!summary)
+    throw new AppError('normalize.measure_failed', 'ffmpeg did not report the output loudness', {
+      retryable: true,
+    });
+  return { ...summary, truePeak: parseTruePeak(stderr) };
+}
+
 async function makeFifo(path: string, signal: AbortSignal): Promise<void> {
   const made = await runProcess('mkfifo', ['-m', '600', path], { signal, timeoutMs: 10_000 });
   if (made.aborted) throw aborted();
@@ -152,20 +193,27 @@ async function makeFifo(path: string, signal: AbortSignal): Promise<void> {
 }
 
 /**
- * Verifying the output costs a true-peak scan of the whole signal. Instead of a pass after
- * the encode, the encoder's ffmpeg also writes the PCM it encodes into a FIFO, and a second
- * ffmpeg measures it on the other core while the encode runs, adding little wall time.
+ * Verifying the output costs a decode and a true-peak scan of the whole file. Instead of a
+ * pass after the encode, the encoder's ffmpeg also sends the encoded stream into a FIFO (its
+ * `tee` muxer), and a second ffmpeg decodes and measures it on the other core while the
+ * encode runs: what is measured is the encoded audio itself, at little wall time.
  */
 async function encodeAndMeasure(
   tools: ToolPaths,
   spec: Omit<EncodeSpec, 'tap'>,
   options: EncodeOptions,
 ): Promise<Loudness> {
-  const tap: PcmTap = {
-    path: join(options.workDir, 'encoded.f32'),
-    sampleRate: spec.plan.sampleRate,
-    channels: spec.plan.channels,
-  };
+  if (measureAfter(spec.plan.format)) {
+    await encode(tools, spec, { ...options, measure: false });
+    const met = await runProcess(tools.ffmpegPath, meterArgs({ path: spec.output }, spec.plan), {
+      signal: options.signal,
+      stderrTail: 4000,
+    });
+    if (met.aborted) throw aborted();
+    if (met.code !== 0) throw toolFailure('ffmpeg', met);
+    return meterReading(met.stderr);
+  }
+  const tap: MeterTap = { path: join(options.workDir, 'encoded.tap') };
   await makeFifo(tap.path, options.signal);
   // Each side is stopped when the other fails, or a FIFO open would wait forever.
   const stop = new AbortController();
@@ -177,7 +225,7 @@ async function encodeAndMeasure(
   };
   try {
     // Blocked in open() on a FIFO, ffmpeg ignores SIGTERM: do not wait long for it.
-    const meter = runProcess(tools.ffmpegPath, measurePcmArgs(tap.path, tap.sampleRate, tap.channels), {
+    const meter = runProcess(tools.ffmpegPath, meterArgs(tap, spec.plan), {
       signal: stop.signal,
       stderrTail: 4000,
       killGraceMs: 500,
@@ -192,13 +240,7 @@ async function encodeAndMeasure(
     // The run that failed on its own is the one to report; the other was stopped because of it.
     const failed = [enc, met].find((r) => r.code !== 0 && !r.aborted) ?? [enc, met].find((r) => r.code !== 0);
     if (failed) throw toolFailure('ffmpeg', failed);
-    const summary = parseEbur128Summary(met.stderr);
-    const loudness = summary && { ...summary, truePeak: parseTruePeak(met.stderr) };
-    if (!loudness)
-      throw new AppError('normalize.measure_failed', 'ffmpeg did not report the output loudness', {
-        retryable: true,
-      });
-    return loudness;
+    return meterReading(met.stderr);
   } finally {
     options.signal.removeEventListener('abort', onAbort);
     await rm(tap.path, { force: true });

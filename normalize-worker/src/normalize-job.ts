@@ -19,9 +19,13 @@ import {
   type Storage,
 } from '@media-jobs/libs';
 import {
+  TRIAL_STEPS_DB,
+  aimLufs,
+  MAX_GAIN_DB,
   gainFilters,
+  interpolateGain,
   limiterLevel,
-  peakMargin,
+  trialSlope,
   planGain,
   planOutput,
   preGainFilters,
@@ -31,7 +35,14 @@ import {
   type MediaInfo,
   type OutputPlan,
 } from './ffmpeg.js';
-import { encode, measureLoudness, measureTruePeak, probeMedia, type ToolPaths } from './media-tools.js';
+import {
+  encode,
+  measureLoudness,
+  measureTruePeak,
+  probeMedia,
+  trialLimiter,
+  type ToolPaths,
+} from './media-tools.js';
 
 export interface NormalizeJobDeps {
   config: Pick<Config, 'ffmpegPath' | 'ffprobePath' | 'normalizeTargetLufs' | 'normalizeTruePeakDb'>;
@@ -44,6 +55,8 @@ export interface NormalizeJobDeps {
 
 /** Share of the progress bar the quick measuring pass takes when there is one (about a sixth of the work). */
 const MEASURE_SHARE = 15;
+/** Share the limiter trial takes, when the gain needs a limiter. */
+const TRIAL_SHARE = 10;
 
 function parseRequest(run: JobRun): NormalizeRequest {
   const parsed = normalizeRequestSchema.safeParse(run.job.request);
@@ -135,20 +148,24 @@ async function normalize(deps: NormalizeJobDeps, run: JobRun, signal: AbortSigna
 
 interface LoudnessStep {
   target: number;
+  /** What the output aims at: the target, or input + MAX_GAIN_DB when the gain is capped. */
+  aim: number;
   ceiling: number;
   /** Quick pass: integrated loudness, range and sample peak. */
   input: Loudness;
   /** The input's true peak (dBTP), still being measured while the encode starts. */
   inputTruePeak: Promise<number | null>;
   gain: GainPlan;
+  /** Output LU per dB of gain: 1 for a linear gain, less under a limiter (from its trial). */
+  slope: number;
   /** Extra encodes made to switch the limiter on or to make up for the loudness it took. */
   corrections: number;
 }
 
 /**
- * Measures the loudness the gain is computed from with a quick pass (sample peaks only) and
- * starts the input's true-peak scan beside it, on the other core; that scan only feeds the
- * record, so it may finish while the encode already runs.
+ * Measures the loudness the gain is computed from with a quick pass (sample peaks only), runs
+ * the limiter trial when the gain needs a limiter, and starts the input's true-peak scan,
+ * which only feeds the record and so runs beside the encode.
  */
 async function measureStep(
   deps: NormalizeJobDeps,
@@ -162,8 +179,6 @@ async function measureStep(
 ): Promise<LoudnessStep> {
   run.progress(0, 'measuring');
   const rate = request.operations.includes('sample_rate_16k') ? 16_000 : info.sampleRate || plan.sampleRate;
-  const truePeakScan = measureTruePeak(deps.config, input, filters, rate, signal);
-  truePeakScan.catch(() => undefined); // awaited later; a failure here also fails the quick pass
   const measured = await measureLoudness(deps.config, input, filters, {
     peak: 'sample',
     duration: info.duration,
@@ -172,13 +187,40 @@ async function measureStep(
   });
   const target = request.target_lufs ?? deps.config.normalizeTargetLufs;
   const ceiling = deps.config.normalizeTruePeakDb;
-  const gain = planGain(measured, target, ceiling, plan.format);
+  const aim = aimLufs(measured, target);
+  let gain = planGain(measured, target, ceiling, plan.format);
+  let slope = 1;
+  if (gain.limitDb !== null) {
+    // The limiter takes loudness from the peaks it holds; find the gain that makes up for it.
+    const limitDb = gain.limitDb;
+    run.progress(MEASURE_SHARE, 'measuring the limiter');
+    const points = await trialLimiter(
+      deps.config,
+      input,
+      filters,
+      TRIAL_STEPS_DB.map((d) => gain.gainDb + d),
+      limitDb,
+      { duration: info.duration, signal, onShare: (s) => run.progress(MEASURE_SHARE + s * TRIAL_SHARE) },
+    );
+    const wanted = interpolateGain(points, aim);
+    const gainDb = Math.min(MAX_GAIN_DB, wanted);
+    gain = { gainDb, limitDb, capped: gain.capped || gainDb < wanted };
+    slope = trialSlope(points);
+    deps.logger.debug({ job_id: run.job.id, points, aim, gainDb }, 'Limiter trial');
+  }
   deps.logger.debug({ job_id: run.job.id, measured, gain }, 'Loudness measured');
-  return { target, ceiling, input: measured, inputTruePeak: truePeakScan, gain, corrections: 0 };
+  // The input's true peak only feeds the record: scanned beside the encode, on the other core,
+  // so it does not slow the passes the encode waits for.
+  const truePeakScan = measureTruePeak(deps.config, input, filters, rate, signal);
+  truePeakScan.catch(() => undefined); // awaited after the encode
+  return { target, aim, ceiling, input: measured, inputTruePeak: truePeakScan, gain, slope, corrections: 0 };
 }
 
-/** Output loudness further than this from the target, after limiting, earns a corrected encode. */
-const CORRECTION_THRESHOLD_LU = 0.5;
+/**
+ * Output loudness (measured on the encoded stream) further than this from the aim earns a
+ * corrected encode; the promise is ±0.3 LU, and a run lands within about 0.1 of its plan.
+ */
+const CORRECTION_THRESHOLD_LU = 0.2;
 const MAX_CORRECTIONS = 3;
 /** Where the first encode ends on the progress bar; the rest is kept for corrected encodes. */
 const ENCODE_END = 90;
@@ -214,7 +256,7 @@ async function encodeStep(
   job: EncodeJob,
   step: LoudnessStep | null,
 ): Promise<Loudness | null> {
-  const from = step ? MEASURE_SHARE : 0;
+  const from = step ? MEASURE_SHARE + (step.gain.limitDb === null ? 0 : TRIAL_SHARE) : 0;
   run.progress(from, 'encoding');
   for (let correction = 0; ; correction += 1) {
     const [lo, hi] = encodeSpan(from, correction);
@@ -253,12 +295,18 @@ async function encodeStep(
 function correctedGain(step: LoudnessStep, output: Loudness, plan: OutputPlan): GainPlan | null {
   if (output.integrated <= -70) return null;
   let { gainDb, limitDb } = step.gain;
-  const excess = output.truePeak === null ? 0 : output.truePeak - (step.ceiling - peakMargin(plan.format));
-  if (excess > 0.05)
+  // Measured on the encoded stream, the true peak already holds what the codec added.
+  const excess = output.truePeak === null ? 0 : output.truePeak - step.ceiling;
+  if (excess > 0.1)
     limitDb = limitDb === null ? limiterLevel(step.ceiling, plan.format) : round2(limitDb - excess - 0.1);
-  const miss = step.target - output.integrated;
-  if (limitDb !== null && Math.abs(miss) > CORRECTION_THRESHOLD_LU) gainDb = round2(gainDb + miss);
-  return gainDb === step.gain.gainDb && limitDb === step.gain.limitDb ? null : { gainDb, limitDb };
+  const miss = step.aim - output.integrated;
+  let capped = step.gain.capped;
+  if (Math.abs(miss) > CORRECTION_THRESHOLD_LU) {
+    // Under a limiter a dB of gain buys less than a LU; the trial measured how much.
+    gainDb = round2(gainDb + miss / (limitDb === null ? 1 : step.slope));
+    if (gainDb > MAX_GAIN_DB) [gainDb, capped] = [MAX_GAIN_DB, true];
+  }
+  return gainDb === step.gain.gainDb && limitDb === step.gain.limitDb ? null : { gainDb, limitDb, capped };
 }
 
 const round2 = (n: number): number => Math.round(n * 100) / 100;
@@ -302,10 +350,11 @@ function describeLoudness(step: LoudnessStep, input: Loudness, output: Loudness)
     true_peak_ceiling_dbtp: step.ceiling,
     gain_db: step.gain.gainDb,
     limiter: step.gain.limitDb !== null,
+    gain_capped: step.gain.capped,
     corrections: step.corrections,
     // Measured after the other operations, i.e. on what the gain applies to.
     input: loudnessView(input),
-    // Measured on the exact signal fed to the encoder.
+    // Measured on the encoded stream, decoded while it was written.
     output: loudnessView(output),
   };
 }

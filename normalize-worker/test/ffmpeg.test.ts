@@ -2,7 +2,11 @@ import { describe, expect, it } from 'vitest';
 import {
   encodeArgs,
   gainFilters,
-  measurePcmArgs,
+  meterArgs,
+  interpolateGain,
+  parseNamedSummary,
+  trialSlope,
+  MAX_GAIN_DB,
   parseTruePeak,
   truePeakArgs,
   measureArgs,
@@ -127,7 +131,7 @@ describe('output plan', () => {
 describe('gain plan', () => {
   it('when the gain keeps the true peak under the ceiling, then it is one volume filter and no limiter', () => {
     const plan = planGain({ integrated: -24, lra: 3, truePeak: -12, samplePeak: -12.5 }, -16, -1.5, 'opus');
-    expect(plan).toEqual({ gainDb: 8, limitDb: null });
+    expect(plan).toEqual({ gainDb: 8, limitDb: null, capped: false });
     expect(gainFilters(plan)).toEqual(['volume=8.00dB']);
   });
 
@@ -142,6 +146,7 @@ describe('gain plan', () => {
     expect(planGain({ integrated: -7, lra: 2, truePeak: 0.3 }, -16, -1.5, 'mp3')).toEqual({
       gainDb: -9,
       limitDb: null,
+      capped: false,
     });
   });
 
@@ -158,7 +163,39 @@ describe('gain plan', () => {
     expect(planGain({ integrated: -70, lra: 0, truePeak: null }, -16, -1.5, 'opus')).toEqual({
       gainDb: 0,
       limitDb: null,
+      capped: false,
     });
+  });
+
+  it('when a near-silent input needs more than the most gain, then the gain is capped and says so', () => {
+    const plan = planGain({ integrated: -62, lra: 2, truePeak: -50 }, -16, -1.5, 'opus');
+    expect(plan).toEqual({ gainDb: MAX_GAIN_DB, limitDb: null, capped: true });
+  });
+
+  it('when a limiter trial measured a few gains, then the gain that lands on the aim is interpolated between them', () => {
+    const points = [
+      { gain: 10, lufs: -16.6 },
+      { gain: 11.5, lufs: -15.4 },
+      { gain: 13, lufs: -14.2 },
+    ];
+    expect(interpolateGain(points, -16)).toBeCloseTo(10.75, 2);
+    expect(interpolateGain([{ gain: 10, lufs: -15.9 }], -16)).toBeCloseTo(9.9, 2);
+    expect(interpolateGain(points, -13)).toBeCloseTo(14.5, 2);
+  });
+
+  it('when a trial log holds a silent summary of the first graph and then the real one, then the real one is read per branch', () => {
+    const summary = (name: string, i: number) =>
+      `[ebur128@${name} @ 0x1] Summary:\n\n  Integrated loudness:\n    I:         ${i} LUFS\n    Threshold: -80 LUFS\n\n  Loudness range:\n    LRA:         1.0 LU\n`;
+    const log =
+      summary('trial1', -70) + summary('trial0', -70) + summary('trial1', -15.3) + summary('trial0', -16.4);
+    expect(parseNamedSummary(log, 'trial0')?.integrated).toBe(-16.4);
+    expect(parseNamedSummary(log, 'trial1')?.integrated).toBe(-15.3);
+    expect(
+      trialSlope([
+        { gain: 24, lufs: -16.4 },
+        { gain: 26, lufs: -15.3 },
+      ]),
+    ).toBeCloseTo(0.55, 2);
   });
 });
 
@@ -176,48 +213,51 @@ describe('ffmpeg arguments', () => {
     expect(measureArgs('/in.mp3', [], 'sample')).toContain('[0:a:0]ebur128=peak=sample:framelog=verbose[m]');
   });
 
-  it('when encoding with a tap, then the graph splits right before the encoder and the tap is float PCM', () => {
-    const tap = { path: '/w/encoded.f32', sampleRate: 44100, channels: 2 };
+  it('when encoding with a tap, then a tee sends the encoded stream to the file and to the meter', () => {
     const args = encodeArgs({
       input: '/in.wav',
       output: '/w/out.mp3',
       plan,
       pre: ['highpass=f=80'],
       gain: ['volume=3.00dB'],
-      tap,
+      tap: { path: '/w/encoded.tap' },
     });
-    expect(args).toContain('[0:a:0]highpass=f=80,volume=3.00dB,aresample=44100,asplit=2[out][tap]');
-    expect(args.slice(-11)).toEqual([
-      '-map',
-      '[tap]',
+    expect(args).toContain('[0:a:0]highpass=f=80,volume=3.00dB,aresample=44100[out]');
+    expect(args.slice(-3)).toEqual(['-f', 'tee', '[f=mp3]/w/out.mp3|[f=mp3:onfail=abort]/w/encoded.tap']);
+    const m4a = planOutput('m4a', { sampleRate: 44100, channels: 2 }, []);
+    const teed = encodeArgs({
+      input: '/i',
+      output: '/w/o.m4a',
+      plan: m4a,
+      pre: [],
+      gain: [],
+      tap: { path: '/w/t' },
+    });
+    expect(teed).not.toContain('-movflags');
+    expect(teed.at(-1)).toBe('[f=ipod:movflags=+faststart]/w/o.m4a|[f=adts:onfail=abort]/w/t');
+    expect(meterArgs({ path: '/w/o.m4a' }, m4a).slice(5, 7)).toEqual(['-i', '/w/o.m4a']);
+  });
+
+  it('when the tap is measured, then the encoded stream is decoded, loudness from ebur128 and the true peak from 4x oversampling', () => {
+    const args = meterArgs({ path: '/w/encoded.tap' }, { format: 'opus', sampleRate: 48000, channels: 2 });
+    expect(args.slice(args.indexOf('-i') - 2, args.indexOf('-i') + 2)).toEqual([
+      '-f',
+      'ogg',
+      '-i',
+      '/w/encoded.tap',
+    ]);
+    expect(args).toContain(
+      '[0:a:0]asplit=2[l][p];[l]ebur128=peak=none:framelog=verbose[lo];[p]aresample=192000:filter_size=32,volume=-12dB,volumedetect[po]',
+    );
+    const wav = meterArgs({ path: '/t' }, { format: 'wav', sampleRate: 44100, channels: 1 });
+    expect(wav.slice(wav.indexOf('-i') - 6, wav.indexOf('-i'))).toEqual([
+      '-f',
+      's16le',
       '-ar',
       '44100',
       '-ac',
-      '2',
-      '-c:a',
-      'pcm_f32le',
-      '-f',
-      'f32le',
-      '/w/encoded.f32',
+      '1',
     ]);
-    expect(args.indexOf('/w/out.mp3')).toBeGreaterThan(args.indexOf('libmp3lame'));
-  });
-
-  it('when the tap is measured, then loudness comes from ebur128 and the true peak from 4x oversampling', () => {
-    const args = measurePcmArgs('/w/encoded.f32', 48000, 2);
-    expect(args.slice(args.indexOf('-i') - 6, args.indexOf('-i') + 2)).toEqual([
-      '-f',
-      'f32le',
-      '-ar',
-      '48000',
-      '-ac',
-      '2',
-      '-i',
-      '/w/encoded.f32',
-    ]);
-    expect(args).toContain(
-      '[0]asplit=2[l][p];[l]ebur128=peak=none:framelog=verbose[lo];[p]aresample=192000:filter_size=32,volume=-12dB,volumedetect[po]',
-    );
     expect(truePeakArgs('/in.wav', ['highpass=f=80'], 44100)).toContain(
       '[0:a:0]highpass=f=80,aresample=192000:filter_size=32,volume=-12dB,volumedetect[p]',
     );
@@ -226,6 +266,6 @@ describe('ffmpeg arguments', () => {
   it('when encoding without taps or filters, then the graph is one chain with the resample', () => {
     const args = encodeArgs({ input: '/in.wav', output: '/w/out.mp3', plan, pre: [], gain: [] });
     expect(args).toContain('[0:a:0]aresample=44100[out]');
-    expect(args).not.toContain('pcm_f32le');
+    expect(args).not.toContain('tee');
   });
 });

@@ -189,3 +189,33 @@ export function submitter(nc: NatsConnection, redis: Redis, dataDir: string, def
     },
   };
 }
+
+/** The four kinds of input `normalize_volume` is held to (see the README's rule for each). */
+export const LOUDNESS_KINDS = {
+  /** A voice-like tone over soft pink noise, about -40 LUFS, no sharp peaks. */
+  quiet: (out: string, seconds = 8) =>
+    makeAudio(
+      out,
+      [
+        `aevalsrc=exprs=0.012*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*4*t)):s=48000:d=${seconds}`,
+        `anoisesrc=color=pink:amplitude=0.006:sample_rate=48000:duration=${seconds}:seed=5`,
+      ],
+      '[0][1]amix=inputs=2:normalize=0,pan=stereo|c0=c0|c1=c0[out]',
+    ),
+  /** Squashed pink noise near full scale, about -7 LUFS. */
+  loud: (out: string, seconds = 8) => loudNoise(out, seconds),
+  /** Quiet passages (about -50 LUFS) with one loud, fast-decaying noise burst a second (peaks near full scale). */
+  dynamic: (out: string, seconds = 8) =>
+    makeAudio(
+      out,
+      [`anoisesrc=color=pink:amplitude=0.5:sample_rate=48000:duration=${seconds}:seed=9`],
+      "[0]volume='if(lt(mod(t\\,1)\\,0.3)\\,1.8*exp(-12*mod(t\\,1))\\,0.006)':eval=frame,pan=stereo|c0=c0|c1=c0[out]",
+    ),
+  /** Near-silent hiss, about -62 LUFS: more than the +30 dB the gain is capped at from the target. */
+  nearSilent: (out: string, seconds = 8) =>
+    makeAudio(
+      out,
+      [`anoisesrc=color=pink:amplitude=0.0038:sample_rate=48000:duration=${seconds}:seed=13`],
+      '[0]pan=stereo|c0=c0|c1=c0[out]',
+    ),
+} as const;

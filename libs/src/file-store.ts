@@ -70,6 +70,8 @@ export interface FileStore {
    * the part already scanned, so that a local scan resumed elsewhere skips that many fewer.
    */
   scan(bucket: Bucket, cursor: string | null, size: number, removedBefore?: number): AsyncIterable<ScanChunk>;
+  /** Lets go of what scans in progress hold open (local folders); a later scan opens them again. */
+  close(): Promise<void>;
   /** The files whose name starts with `prefix` (`<id>.` finds a job's result of any extension). */
   find(bucket: Bucket, prefix: string): Promise<StoredFile[]>;
   /** The file's own path when it is a local file a tool may read in place; null for objects. */
@@ -84,6 +86,12 @@ export class LocalFileStore implements FileStore {
   private readonly scans = new Map<Bucket, { dir: Dir; position: number }>();
 
   constructor(readonly root: string) {}
+
+  async close(): Promise<void> {
+    const open = [...this.scans.values()];
+    this.scans.clear();
+    await Promise.all(open.map((o) => o.dir.close().catch(() => undefined)));
+  }
 
   private path(bucket: Bucket, name: string): string {
     return join(this.root, bucket, name);
@@ -289,6 +297,11 @@ export class NatsFileStore implements FileStore {
     private readonly replicas = 1,
   ) {
     this.objm = new Objm(nc);
+  }
+
+  /** Nothing is held open between scans: a scan resumes from its stream sequence. */
+  close(): Promise<void> {
+    return Promise.resolve();
   }
 
   private bucket(bucket: Bucket): Promise<ObjectStore> {

@@ -114,6 +114,7 @@ function isAlive(pid: number): boolean {
 
 /** Drains NATS and quits Redis; safe to call twice. */
 export async function closeContext(ctx: ServiceContext): Promise<void> {
+  await ctx.files.close();
   if (!ctx.nc.isClosed()) {
     await ctx.nc.drain().catch(() => ctx.nc.close());
   }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -115,6 +115,23 @@ describe.each(stores)('%s file store', (kind, make) => {
       }
     }
     expect(seen.sort()).toEqual(all);
+  });
+
+  it('when a scan is left half-way and the store is closed, then no folder stays open and the scan still resumes from its cursor', async () => {
+    const openFds = async () => (await readdir('/proc/self/fd')).length;
+    const before = await openFds();
+    let cursor: string | null = null;
+    for await (const chunk of store.scan('uploads', null, 2)) {
+      cursor = chunk.cursor;
+      break;
+    }
+    await store.close();
+    expect(await openFds()).toBe(before);
+    const rest: string[] = [];
+    for await (const chunk of store.scan('uploads', cursor, 100))
+      rest.push(...chunk.files.map((f) => f.name));
+    expect(rest).toHaveLength(5);
+    await store.close();
   });
 
   it('when files are removed, then they are gone, their bytes are counted, and a missing one is ignored', async () => {

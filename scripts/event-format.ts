@@ -7,6 +7,7 @@ import {
   jobEventSchema,
   janitorRemovedEvent,
   janitorSweepEvent,
+  orphanScanLine,
   serviceConfigEvent,
   type JobEvent,
 } from '@media-jobs/libs';
@@ -68,7 +69,7 @@ export function formatEvent(subject: string, payload: unknown): string {
   if (e.type === 'sweep') {
     const s = e as unknown as z.infer<typeof janitorSweepEvent>;
     const { download, normalize, orphan } = s.removed;
-    return `${time}  janitor        sweep (${s.trigger}): removed ${download} download, ${normalize} normalize, ${orphan} orphan; freed ${mb(s.bytes_freed)} in ${Math.round(s.duration_ms)} ms; next ${s.next_run_at ?? '-'}`;
+    return `${time}  janitor        sweep (${s.trigger}): removed ${download} download, ${normalize} normalize, ${orphan} orphan; freed ${mb(s.bytes_freed)} in ${Math.round(s.duration_ms)} ms; next ${s.next_run_at ?? '-'}${orphanScanLine(s.orphans)}`;
   }
   const c = e as unknown as z.infer<typeof serviceConfigEvent>;
   return `${time}  ${c.service.padEnd(13)}  config (${c.instance}): TTL ${c.config.CACHE_TTL_HOURS}h, cleanup ${c.config.CLEANUP_INTERVAL_MINUTES}min`;

@@ -1,4 +1,4 @@
-import type { JanitorOrphanProgress, JanitorSweepEvent } from '@media-jobs/libs';
+import { orphanScanLine, type JanitorOrphanProgress, type JanitorSweepEvent } from '@media-jobs/libs';
 import type { SweepTotals } from './sweep.js';
 
 export type SweepTrigger = JanitorSweepEvent['trigger'];
@@ -46,20 +46,6 @@ export function sweepLine(summary: SweepSummary, intervalMinutes: number): strin
     `freed ${formatBytes(summary.bytes_freed)} in ${Math.round(summary.duration_ms)} ms; next in ${formatInterval(intervalMinutes)}` +
     orphanScanLine(summary.orphans)
   );
-}
-
-/** `; orphan scan: 12,000 files, pass 4 at 37% (370,000 of ~1,000,000)`, or `..., pass 4 complete`. */
-function orphanScanLine(orphans: JanitorOrphanProgress | undefined): string {
-  if (!orphans) return '';
-  const n = (x: number) => x.toLocaleString('en');
-  const scanned = `${n(orphans.scanned)} file${orphans.scanned === 1 ? '' : 's'}`;
-  if (orphans.pass_completed) return `; orphan scan: ${scanned}, pass ${orphans.complete_passes} complete`;
-  const pass = orphans.complete_passes + 1;
-  const at =
-    orphans.progress === null || orphans.total_estimate === null
-      ? `${n(orphans.position)} files`
-      : `${Math.floor(orphans.progress * 100)}% (${n(orphans.position)} of ~${n(orphans.total_estimate)})`;
-  return `; orphan scan: ${scanned}, pass ${pass} at ${at}`;
 }
 
 export function sweepEvent(summary: SweepSummary): Omit<JanitorSweepEvent, 'v' | 'at'> {

@@ -63,6 +63,16 @@ const sweep = envelope(
     bytes_freed: 1288490189,
     duration_ms: 85,
     next_run_at: '2026-03-04T18:00:00.000Z',
+    orphans: {
+      scanned: 48000,
+      position: 370000,
+      total_estimate: 1000000,
+      progress: 0.37,
+      complete_passes: 3,
+      pass_completed: false,
+      bucket: 'downloads' as const,
+      pass_started_at: '2026-03-04T17:00:00.000Z',
+    },
   },
   new Date('2026-03-04T17:30:00.017Z'),
 );
@@ -74,7 +84,7 @@ const EVENTS: [string, unknown][] = [
 const LINES = [
   '17:02:11.204  job.download   dQw4w9WgXcQ_720p  progress 42% downloading',
   '17:30:00.011  janitor        removed dQw4w9WgXcQ_720p (expired, download): downloads/dQw4w9WgXcQ_720p.mp4, 1.5 KB',
-  '17:30:00.017  janitor        sweep (interval): removed 3 download, 9 normalize, 0 orphan; freed 1.2 GB in 85 ms; next 2026-03-04T18:00:00.000Z',
+  '17:30:00.017  janitor        sweep (interval): removed 3 download, 9 normalize, 0 orphan; freed 1.2 GB in 85 ms; next 2026-03-04T18:00:00.000Z; orphan scan: 48,000 files, pass 4 at 37% (370,000 of ~1,000,000)',
 ];
 
 /** `npm run events` as package.json runs it, against the test's nats-server. */

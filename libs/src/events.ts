@@ -103,6 +103,20 @@ export const janitorOrphanProgress = z.object({
 });
 export type JanitorOrphanProgress = z.infer<typeof janitorOrphanProgress>;
 
+/** How far the orphan pass has come, as the janitor's log line and `npm run events` end: `; orphan scan: 12,000 files, pass 4 at 37% (370,000 of ~1,000,000)`, or `..., pass 4 complete`. */
+export function orphanScanLine(orphans: JanitorOrphanProgress | undefined): string {
+  if (!orphans) return '';
+  const n = (x: number) => x.toLocaleString('en');
+  const scanned = `${n(orphans.scanned)} file${orphans.scanned === 1 ? '' : 's'}`;
+  if (orphans.pass_completed) return `; orphan scan: ${scanned}, pass ${orphans.complete_passes} complete`;
+  const pass = orphans.complete_passes + 1;
+  const at =
+    orphans.progress === null || orphans.total_estimate === null
+      ? `${n(orphans.position)} files`
+      : `${Math.floor(orphans.progress * 100)}% (${n(orphans.position)} of ~${n(orphans.total_estimate)})`;
+  return `; orphan scan: ${scanned}, pass ${pass} at ${at}`;
+}
+
 export const janitorSweepEvent = z.object({
   ...base,
   type: z.literal('sweep'),

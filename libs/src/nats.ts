@@ -124,7 +124,8 @@ function isNotFound(err: unknown): boolean {
   return err instanceof JetStreamApiError && (err.code === 404 || /not found/i.test(err.message));
 }
 
-async function ensureStream(
+/** Creates the stream, or updates it where its configuration differs. */
+export async function ensureStream(
   jsm: JetStreamManager,
   cfg: Partial<StreamConfig> & { name: string },
 ): Promise<void> {
@@ -139,7 +140,8 @@ async function ensureStream(
   }
 }
 
-async function ensureConsumer(
+/** Creates the durable consumer, or updates it where its configuration differs (name, filter and start stay). */
+export async function ensureConsumer(
   jsm: JetStreamManager,
   stream: string,
   cfg: Partial<ConsumerConfig> & { durable_name: string },

@@ -3,7 +3,6 @@ import {
   AckPolicy,
   DeliverPolicy,
   DiscardPolicy,
-  JetStreamApiError,
   RetentionPolicy,
   StorageType,
   jetstream,
@@ -17,7 +16,7 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import type { Config } from './config.js';
-import { retryJetStreamSetup } from './nats.js';
+import { ensureConsumer, ensureStream, retryJetStreamSetup } from './nats.js';
 import { errorMessage } from './errors.js';
 import { jobEventSchema } from './events.js';
 import type { JobKind, JobRecord, WebhookAttempt } from './job-record.js';
@@ -100,34 +99,11 @@ export function webhookDeliveryConsumerConfig(
   };
 }
 
-function isNotFound(err: unknown): boolean {
-  return err instanceof JetStreamApiError && (err.code === 404 || /not found/i.test(err.message));
-}
-
 async function ensureWebhookJetStream(jsm: JetStreamManager, config: Config): Promise<void> {
-  const stream = webhooksStreamConfig(config);
-  try {
-    await jsm.streams.info(stream.name);
-    await jsm.streams.update(stream.name, stream);
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-    await jsm.streams.add(stream);
-  }
-  type Durable = Partial<ConsumerConfig> & { durable_name: string };
-  const consumers: [string, Durable][] = [
-    ...WEBHOOK_EVENT_TYPES.map((t): [string, Durable] => [EVENTS_STREAM, webhookEventConsumerConfig(t)]),
-    [WEBHOOKS_STREAM, webhookDeliveryConsumerConfig(config)],
-  ];
-  for (const [name, cfg] of consumers) {
-    try {
-      await jsm.consumers.info(name, cfg.durable_name);
-      const { durable_name: _n, filter_subject: _f, deliver_policy: _d, ...update } = cfg;
-      await jsm.consumers.update(name, cfg.durable_name, update);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      await jsm.consumers.add(name, cfg);
-    }
-  }
+  await ensureStream(jsm, webhooksStreamConfig(config));
+  for (const type of WEBHOOK_EVENT_TYPES)
+    await ensureConsumer(jsm, EVENTS_STREAM, webhookEventConsumerConfig(type));
+  await ensureConsumer(jsm, WEBHOOKS_STREAM, webhookDeliveryConsumerConfig(config));
 }
 
 export interface WebhookTarget {

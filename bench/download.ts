@@ -14,7 +14,8 @@
  *     meets them). Targets, each: throughput ratio >= 0.7, gateway p99 <= 10 ms.
  *
  * Knobs (environment): BENCH_REPS (5), BENCH_VIDEO_SECONDS (10), BENCH_DURATION_SECONDS (10),
- * BENCH_CONNECTIONS (32). Progress goes to stderr, the results table to stdout.
+ * BENCH_CONNECTIONS (32), BENCH_SKIP_LATENCY (set to 1: part (b) only). Progress goes to
+ * stderr, the results table to stdout.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
@@ -41,6 +42,8 @@ const REPS = positiveInt('BENCH_REPS', 5);
 const VIDEO_SECONDS = positiveInt('BENCH_VIDEO_SECONDS', 10);
 const DURATION_SECONDS = positiveInt('BENCH_DURATION_SECONDS', 10);
 const CONNECTIONS = positiveInt('BENCH_CONNECTIONS', 32);
+/** Part (b) alone: a throughput run without part (a)'s minute of downloads. */
+const SKIP_LATENCY = process.env.BENCH_SKIP_LATENCY === '1';
 const WARMUP_SECONDS = 3;
 /** Each measurement is cut into slices of about this long, bare and gateway alternating. */
 const SLICE_SECONDS = 2;
@@ -300,13 +303,16 @@ async function main(): Promise<void> {
 
   try {
     // (a) one warm-up of each (Python's and the stack's first-run costs), then alternate.
-    progress(`(a) raw yt-dlp ${version.trim()} vs the stack, ${REPS} repetitions after a warm-up`);
-    await timeRaw(config.ytDlpPath, `${master}?warmup=raw`);
-    await timeStack(gateway.url, watcher, `${master}?warmup=stack`);
     const raw: number[] = [];
     const stack: number[] = [];
     const toStart: number[] = [];
-    for (let i = 1; i <= REPS; i += 1) {
+    if (SKIP_LATENCY) progress('(a) skipped (BENCH_SKIP_LATENCY=1)');
+    else {
+      progress(`(a) raw yt-dlp ${version.trim()} vs the stack, ${REPS} repetitions after a warm-up`);
+      await timeRaw(config.ytDlpPath, `${master}?warmup=raw`);
+      await timeStack(gateway.url, watcher, `${master}?warmup=stack`);
+    }
+    for (let i = 1; i <= (SKIP_LATENCY ? 0 : REPS); i += 1) {
       // Alternate which goes first, so neither always runs on a warmer machine.
       const pair = i % 2 === 1 ? (['raw', 'stack'] as const) : (['stack', 'raw'] as const);
       for (const which of pair) {
@@ -377,12 +383,16 @@ async function main(): Promise<void> {
       `Every guard on: request log, security headers, API_KEYS (key sent), rate limits RATE_LIMIT_PER_MINUTE=RATE_LIMIT_READS_PER_MINUTE=${RATE_LIMIT} (the load comes from one address).`,
       'ALLOW_PRIVATE_URLS=true: the fixture server is on loopback. With it false a cache hit is the same one round trip (the DNS check runs only for a new job).',
       '',
-      '(a) one download, median of ' + REPS,
-      '  measurement                          median      runs (s)',
-      `  raw yt-dlp                           ${fmt(rawMedian / 1000).padStart(6)} s    ${raw.map((x) => fmt(x / 1000)).join(' ')}`,
-      `  stack: POST /download → completed    ${fmt(stackMedian / 1000).padStart(6)} s    ${stack.map((x) => fmt(x / 1000)).join(' ')}`,
-      `    of which POST → started event      ${fmt(median(toStart) / 1000).padStart(6)} s    ${toStart.map((x) => fmt(x / 1000)).join(' ')}`,
-      `  ratio stack / raw                    ${fmt(latencyRatio).padStart(6)}      target <= 1.15  ${verdict(latencyRatio <= 1.15)}`,
+      ...(SKIP_LATENCY
+        ? ['(a) skipped (BENCH_SKIP_LATENCY=1)']
+        : [
+            '(a) one download, median of ' + REPS,
+            '  measurement                          median      runs (s)',
+            `  raw yt-dlp                           ${fmt(rawMedian / 1000).padStart(6)} s    ${raw.map((x) => fmt(x / 1000)).join(' ')}`,
+            `  stack: POST /download → completed    ${fmt(stackMedian / 1000).padStart(6)} s    ${stack.map((x) => fmt(x / 1000)).join(' ')}`,
+            `    of which POST → started event      ${fmt(median(toStart) / 1000).padStart(6)} s    ${toStart.map((x) => fmt(x / 1000)).join(' ')}`,
+            `  ratio stack / raw                    ${fmt(latencyRatio).padStart(6)}      target <= 1.15  ${verdict(latencyRatio <= 1.15)}`,
+          ]),
       '',
       `(b) ${CONNECTIONS} connections, ${DURATION_SECONDS} s each in ${SLICE_SECONDS} s slices, bare and gateway alternating; p50/p99: median of the slices`,
       '  handler                     req/s    p50 ms   p99 ms   requests   non-2xx   errors',

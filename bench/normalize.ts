@@ -196,9 +196,15 @@ interface JobResult {
   };
 }
 
+/** A point in a job's run: what began (upload answered, started, a stage, completed) and when, in seconds from the POST. */
+interface Mark {
+  what: string;
+  at: number;
+}
+
 interface Stack {
   /** POSTs the file, waits for `completed`, copies the output aside and deletes the job (so the next rep is no cache hit). */
-  normalize(input: string, copyTo: string): Promise<Timing & { result: JobResult }>;
+  normalize(input: string, copyTo: string): Promise<Timing & { result: JobResult; marks: Mark[] }>;
   close(): Promise<void>;
 }
 
@@ -223,16 +229,18 @@ async function startStack(): Promise<Stack> {
       form.append('file', await openAsBlob(input, { type: 'audio/mpeg' }), 'bench.mp3');
       const res = await fetch(`${gateway.url}/normalize`, { method: 'POST', body: form });
       const job = (await res.json()) as JobBody;
+      const answered = (performance.now() - t0) / 1000;
       const completed = watcher.wait(job.id, t0);
       if (res.status !== 202)
         throw new Error(`POST /normalize answered ${res.status}: ${JSON.stringify(job)}`);
       log(`  upload answered 202 after ${fmt((performance.now() - t0) / 1000)} s`);
-      const result = await completed;
+      const { result, marks } = await completed;
       const seconds = (performance.now() - t0) / 1000;
       const cpu = (await cpuSeconds()) - cpu0;
       await copyFile(join(platform.dataDir, 'normalized', result.file), copyTo);
       await fetch(`${gateway.url}/jobs/${job.id}`, { method: 'DELETE' });
-      return { seconds, cpu, result };
+      marks.unshift({ what: 'upload', at: 0 }, { what: 'queued', at: answered });
+      return { seconds, cpu, result, marks };
     },
     async close() {
       await nc.drain();
@@ -247,18 +255,34 @@ async function startStack(): Promise<Stack> {
  * Follows job events (`started`, `progress`, `completed`, `failed`) on NATS rather than
  * polling the API, so waiting costs the measured stack nothing.
  */
-function jobWatcher(nc: NatsConnection): { wait(id: string, t0: number): Promise<JobResult> } {
+function jobWatcher(nc: NatsConnection): {
+  wait(id: string, t0: number): Promise<{ result: JobResult; marks: Mark[] }>;
+} {
   const waiting = new Map<
     string,
-    { t0: number; resolve(r: JobResult): void; reject(e: Error): void; shown: number }
+    {
+      t0: number;
+      resolve(r: { result: JobResult; marks: Mark[] }): void;
+      reject(e: Error): void;
+      shown: number;
+      marks: Mark[];
+    }
   >();
   nc.subscribe('events.job.normalize.>', {
     callback: (_err, msg) => {
       const event = jobEventSchema.parse(msg.json());
       const w = waiting.get(event.job_id);
       if (!w) return;
-      const at = fmt((performance.now() - w.t0) / 1000);
-      if (event.type === 'completed') w.resolve(event.result as unknown as JobResult);
+      const seconds = (performance.now() - w.t0) / 1000;
+      const at = fmt(seconds);
+      if (
+        event.type === 'started' ||
+        event.type === 'completed' ||
+        (event.type === 'progress' && event.stage)
+      )
+        w.marks.push({ what: event.type === 'progress' ? (event.stage ?? '') : event.type, at: seconds });
+      if (event.type === 'completed')
+        w.resolve({ result: event.result as unknown as JobResult, marks: w.marks });
       else if (event.type === 'failed') w.reject(new Error(`the job failed: ${JSON.stringify(event.error)}`));
       else if (event.type === 'started') log(`  started at ${at} s`);
       else if (event.type === 'progress' && (event.stage || Date.now() - w.shown > 1000)) {
@@ -271,9 +295,9 @@ function jobWatcher(nc: NatsConnection): { wait(id: string, t0: number): Promise
   });
   return {
     wait: (id, t0) =>
-      new Promise<JobResult>((resolve, reject) => waiting.set(id, { t0, resolve, reject, shown: 0 })).finally(
-        () => waiting.delete(id),
-      ),
+      new Promise<{ result: JobResult; marks: Mark[] }>((resolve, reject) =>
+        waiting.set(id, { t0, resolve, reject, shown: 0, marks: [] }),
+      ).finally(() => waiting.delete(id)),
   };
 }
 
@@ -309,7 +333,19 @@ async function main(): Promise<void> {
   }
 }
 
-type Times = Record<'a' | 'b' | 'c', Timing[]>;
+type Times = Record<'a' | 'c', Timing[]> & { b: (Timing & { marks: Mark[] })[] };
+
+/**
+ * Where (b)'s time went, stage by stage as the job's events tell it: each stage lasts until
+ * the next begins ("started" is the wait for the worker; "encoding" holds the encode with the
+ * output meter beside it, then the output probe and the store).
+ */
+function timeline(marks: Mark[]): string {
+  return marks
+    .slice(0, -1)
+    .map((m, i) => `${m.what} ${fmt((marks[i + 1] as Mark).at - m.at)}`)
+    .join(', ');
+}
 
 const best = (xs: Timing[]): Timing => xs.reduce((m, x) => (x.seconds < m.seconds ? x : m));
 
@@ -321,7 +357,7 @@ function row(name: string, xs: Timing[], l?: Loudness): string {
 }
 
 function report(times: Times, aLoud: Loudness, bLoud: Loudness, result: JobResult | undefined): void {
-  const [a, b, c] = [best(times.a), best(times.b), best(times.c)];
+  const [a, b, c] = [best(times.a), best(times.b) as Times['b'][number], best(times.c)];
   const ok = (cond: boolean) => (cond ? 'ok' : 'MISSED');
   const loudOk = Math.abs(bLoud.integrated - TARGET) <= 0.3;
   const peakOk = (bLoud.truePeak ?? -Infinity) <= CEILING + 0.2;
@@ -335,6 +371,7 @@ function report(times: Times, aLoud: Loudness, bLoud: Loudness, result: JobResul
     `  (a)/(b) = ${fmt(a.seconds / b.seconds)}x faster    target >= 4   ${ok(a.seconds / b.seconds >= 4)}   (cpu: ${fmt(a.cpu / b.cpu)}x)`,
     `  (b)/(c) = ${fmt(b.seconds / c.seconds)}x the floor  target <= 1.3 ${ok(b.seconds / c.seconds <= 1.3)}   (cpu: ${fmt(b.cpu / c.cpu)}x)`,
     `  (b) output: ${fmt(bLoud.integrated, 1)} LUFS (target ${TARGET} +-0.3: ${ok(loudOk)}), true peak ${fmt(bLoud.truePeak ?? -Infinity, 1)} dBTP (<= ${fmt(CEILING + 0.2, 1)}: ${ok(peakOk)})`,
+    `  (b) where its time went (s): ${timeline(b.marks)}`,
     `  (b) job record: gain ${result?.loudness?.gain_db} dB, limiter ${result?.loudness?.limiter}, input ${JSON.stringify(result?.loudness?.input)}, output ${JSON.stringify(result?.loudness?.output)}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

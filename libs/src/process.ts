@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
 import { AppError } from './errors.js';
 
@@ -12,6 +13,11 @@ export interface RunOptions {
   cwd?: string;
   /** Keep at most this many characters of stderr for the error message. */
   stderrTail?: number;
+  /**
+   * Niceness to run at (0 to 19; higher yields the CPU to others): for work nothing waits on
+   * yet, so the processes on the critical path keep the cores.
+   */
+  nice?: number;
 }
 
 export interface RunResult {
@@ -41,6 +47,13 @@ export function runProcess(command: string, args: string[], options: RunOptions 
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
+    if (options.nice && child.pid) {
+      try {
+        setPriority(child.pid, Math.max(0, Math.min(19, options.nice)));
+      } catch {
+        // Not allowed here (or already gone): it runs at the default priority.
+      }
+    }
     let stderr = '';
     let timedOut = false;
     let aborted = false;

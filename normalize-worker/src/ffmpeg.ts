@@ -248,15 +248,18 @@ export function gainFilters(plan: Pick<GainPlan, 'gainDb' | 'limitDb'>): string[
 /** `sample` costs about half of `true`, which oversamples every channel to 192 kHz. */
 export type PeakMode = 'none' | 'sample' | 'true';
 
-const ebur128 = (peak: PeakMode) => `ebur128=peak=${peak}:framelog=verbose`;
+/** `framelog=info` prints a running reading every 100 ms of audio (`parseEbur128Frame`); `verbose` hides it. */
+const ebur128 = (peak: PeakMode, frames = false) =>
+  `ebur128=peak=${peak}:framelog=${frames ? 'info' : 'verbose'}`;
 
 /**
  * A measuring pass: decode, apply `filters`, measure loudness and peak, write nothing.
  * ebur128 works at the input's rate (loudnorm resamples the whole file to 192 kHz), which
- * makes this pass many times cheaper than loudnorm's.
+ * makes this pass many times cheaper than loudnorm's. With `frames`, it also logs its running
+ * reading every 100 ms of audio.
  */
-export function measureArgs(input: string, filters: string[], peak: PeakMode): string[] {
-  const graph = [...filters, ebur128(peak)].join(',');
+export function measureArgs(input: string, filters: string[], peak: PeakMode, frames = false): string[] {
+  const graph = [...filters, ebur128(peak, frames)].join(',');
   return [...baseArgs(input), '-filter_complex', `[0:a:0]${graph}[m]`, '-map', '[m]', '-f', 'null', '-'];
 }
 
@@ -467,6 +470,32 @@ function baseArgs(input: string): string[] {
 
 function round2(n: number): number {
   return Math.round(n * 100) / 100;
+}
+
+/** ebur128's running reading so far, from one of its `framelog=info` lines. */
+export interface EbuFrame {
+  /** Position in the input, seconds. */
+  seconds: number;
+  /** Integrated loudness of the input so far (-70 or lower: nothing above the gate yet). */
+  integrated: number;
+  /** The highest sample peak so far over all channels, dBFS; null when not measured or silent. */
+  samplePeak: number | null;
+}
+
+const FRAME_LINE =
+  /\bt:\s*([\d.]+)\s.*?\bI:\s*(-?[\d.]+|-?inf|nan)\s+LUFS(?:.*?\bSPK:((?:\s+(?:-?[\d.]+|-?inf))+)\s+dBFS)?/;
+
+/** One running reading of an `ebur128` with `framelog=info`, or null for any other line. */
+export function parseEbur128Frame(line: string): EbuFrame | null {
+  const m = FRAME_LINE.exec(line);
+  if (!m) return null;
+  const integrated = /inf|nan/.test(m[2] as string) ? -70 : Number(m[2]);
+  const peaks = (m[3] ?? '')
+    .trim()
+    .split(/\s+/)
+    .filter((p) => p !== '' && !/inf/.test(p))
+    .map(Number);
+  return { seconds: Number(m[1]), integrated, samplePeak: peaks.length > 0 ? Math.max(...peaks) : null };
 }
 
 /** The `Summary:` block that ebur128 prints at the end of a run. */

@@ -8,6 +8,7 @@ import {
   meterArgs,
   parseNamedSummary,
   trialArgs,
+  parseEbur128Frame,
   parseEbur128Summary,
   parseProbe,
   parseProgressLine,
@@ -15,6 +16,7 @@ import {
   probeVerdict,
   parseTruePeak,
   truePeakArgs,
+  type EbuFrame,
   type EncodeSpec,
   type Loudness,
   type MediaInfo,
@@ -85,12 +87,26 @@ export async function measureLoudness(
   tools: ToolPaths,
   input: string,
   filters: string[],
-  options: { peak: PeakMode; duration: number | null; signal: AbortSignal; onShare?: OnShare },
+  options: {
+    peak: PeakMode;
+    duration: number | null;
+    signal: AbortSignal;
+    onShare?: OnShare;
+    /** Given: called with the running reading every 100 ms of audio. */
+    onFrame?: (frame: EbuFrame) => void;
+  },
 ): Promise<Loudness> {
-  const { duration, signal, onShare = () => undefined } = options;
-  const result = await runProcess(tools.ffmpegPath, measureArgs(input, filters, options.peak), {
+  const { duration, signal, onShare = () => undefined, onFrame } = options;
+  const args = measureArgs(input, filters, options.peak, onFrame !== undefined);
+  const result = await runProcess(tools.ffmpegPath, args, {
     signal,
     onStdoutLine: progressHandler(duration, onShare),
+    ...(onFrame && {
+      onStderrLine: (line: string) => {
+        const frame = parseEbur128Frame(line);
+        if (frame) onFrame(frame);
+      },
+    }),
     stderrTail: 4000,
   });
   if (result.aborted) throw aborted();
@@ -111,9 +127,11 @@ export async function measureTruePeak(
   sampleRate: number,
   signal: AbortSignal,
 ): Promise<number | null> {
+  // Nothing waits on it until the encode ends: it takes what CPU the other passes leave.
   const result = await runProcess(tools.ffmpegPath, truePeakArgs(input, filters, sampleRate), {
     signal,
     stderrTail: 4000,
+    nice: 10,
   });
   if (result.aborted) throw aborted();
   if (result.code !== 0) throw toolFailure('ffmpeg', result);

@@ -30,6 +30,7 @@ import {
   planOutput,
   preGainFilters,
   probedFormat,
+  type EbuFrame,
   type GainPlan,
   type Loudness,
   type MediaInfo,
@@ -162,10 +163,37 @@ interface LoudnessStep {
   corrections: number;
 }
 
+/** A limiter trial started while the measuring pass still runs, from its running reading. */
+interface EarlyTrial {
+  /** The gain the trial's steps were taken above. */
+  gainDb: number;
+  limitDb: number;
+  points: Promise<TrialPoint[]>;
+  stop: AbortController;
+  /** How far this trial has read (0..1). */
+  share: { value: number };
+}
+
+type TrialPoint = { gain: number; lufs: number };
+
 /**
- * Measures the loudness the gain is computed from with a quick pass (sample peaks only), runs
- * the limiter trial when the gain needs a limiter, and starts the input's true-peak scan,
- * which only feeds the record and so runs beside the encode.
+ * The limiter trial starts early, on the other core, once the measuring pass has read this
+ * share of an input at least `EARLY_TRIAL_MIN_S` long and its running reading needs a limiter.
+ */
+const EARLY_TRIAL_AT = 0.2;
+const EARLY_TRIAL_MIN_S = 30;
+/**
+ * An early trial's points serve when the final gain lies this close to the steps it tried
+ * (dB below the first, above the last); otherwise the trial runs again at the final gain.
+ */
+const EARLY_TRIAL_SLACK_DB = 1;
+
+/**
+ * Measures the loudness the gain is computed from with a quick pass (sample peaks only) and
+ * runs the limiter trial when the gain needs a limiter. The trial starts while the pass still
+ * runs, at the gain its running reading gives, and is used when the final gain lands within
+ * its steps (within 1 dB); an input whose loudness changes late gets a trial at the final gain.
+ * The input's true-peak scan only feeds the record and runs beside the others from the start.
  */
 async function measureStep(
   deps: NormalizeJobDeps,
@@ -179,40 +207,80 @@ async function measureStep(
 ): Promise<LoudnessStep> {
   run.progress(0, 'measuring');
   const rate = request.operations.includes('sample_rate_16k') ? 16_000 : info.sampleRate || plan.sampleRate;
-  const measured = await measureLoudness(deps.config, input, filters, {
-    peak: 'sample',
-    duration: info.duration,
-    signal,
-    onShare: (s) => run.progress(s * MEASURE_SHARE),
-  });
+  const truePeakScan = measureTruePeak(deps.config, input, filters, rate, signal);
+  truePeakScan.catch(() => undefined); // awaited after the encode
   const target = request.target_lufs ?? deps.config.normalizeTargetLufs;
   const ceiling = deps.config.normalizeTruePeakDb;
-  const aim = aimLufs(measured, target);
-  let gain = planGain(measured, target, ceiling, plan.format);
-  let slope = 1;
-  if (gain.limitDb !== null) {
-    // The limiter takes loudness from the peaks it holds; find the gain that makes up for it.
-    const limitDb = gain.limitDb;
-    run.progress(MEASURE_SHARE, 'measuring the limiter');
-    const points = await trialLimiter(
+  // Only the trial whose points are used moves the bar, and only once measuring has ended
+  // (an early trial runs alongside it); a stopped trial's last lines move nothing.
+  let reporting: { value: number } | null = null;
+  const trial = (gainDb: number, limitDb: number, trialSignal: AbortSignal) => {
+    const share = { value: 0 };
+    const points = trialLimiter(
       deps.config,
       input,
       filters,
-      TRIAL_STEPS_DB.map((d) => gain.gainDb + d),
+      TRIAL_STEPS_DB.map((d) => gainDb + d),
       limitDb,
-      { duration: info.duration, signal, onShare: (s) => run.progress(MEASURE_SHARE + s * TRIAL_SHARE) },
+      {
+        duration: info.duration,
+        signal: trialSignal,
+        onShare: (s) => {
+          share.value = Math.max(share.value, s);
+          if (reporting === share) run.progress(MEASURE_SHARE + share.value * TRIAL_SHARE);
+        },
+      },
     );
+    return { points, share };
+  };
+  let early: EarlyTrial | null = null;
+  const duration = info.duration ?? 0;
+  const onFrame = (frame: EbuFrame) => {
+    if (early || duration < EARLY_TRIAL_MIN_S || frame.seconds < duration * EARLY_TRIAL_AT) return;
+    const guess = planGain({ ...frame, lra: 0, truePeak: null }, target, ceiling, plan.format);
+    if (guess.limitDb === null) return;
+    const stop = new AbortController();
+    const { points, share } = trial(guess.gainDb, guess.limitDb, AbortSignal.any([signal, stop.signal]));
+    points.catch(() => undefined); // awaited, or stopped, below
+    early = { gainDb: guess.gainDb, limitDb: guess.limitDb, points, stop, share };
+  };
+  let measured: Loudness;
+  try {
+    measured = await measureLoudness(deps.config, input, filters, {
+      peak: 'sample',
+      duration: info.duration,
+      signal,
+      onShare: (s) => run.progress(s * MEASURE_SHARE),
+      onFrame,
+    });
+  } catch (err) {
+    (early as EarlyTrial | null)?.stop.abort();
+    throw err;
+  }
+  const aim = aimLufs(measured, target);
+  let gain = planGain(measured, target, ceiling, plan.format);
+  let slope = 1;
+  const started = early as EarlyTrial | null;
+  const usable =
+    started !== null &&
+    gain.limitDb === started.limitDb &&
+    gain.gainDb >= started.gainDb + (TRIAL_STEPS_DB[0] ?? 0) - EARLY_TRIAL_SLACK_DB &&
+    gain.gainDb <= started.gainDb + (TRIAL_STEPS_DB.at(-1) ?? 0) + EARLY_TRIAL_SLACK_DB;
+  if (started && !usable) started.stop.abort();
+  if (gain.limitDb !== null) {
+    // The limiter takes loudness from the peaks it holds; find the gain that makes up for it.
+    const limitDb = gain.limitDb;
+    const running = usable && started ? started : trial(gain.gainDb, limitDb, signal);
+    reporting = running.share;
+    run.progress(MEASURE_SHARE + running.share.value * TRIAL_SHARE, 'measuring the limiter');
+    const points = await running.points.finally(() => (reporting = null));
     const wanted = interpolateGain(points, aim);
     const gainDb = Math.min(MAX_GAIN_DB, wanted);
     gain = { gainDb, limitDb, capped: gain.capped || gainDb < wanted };
     slope = trialSlope(points);
-    deps.logger.debug({ job_id: run.job.id, points, aim, gainDb }, 'Limiter trial');
+    deps.logger.debug({ job_id: run.job.id, points, aim, gainDb, early: usable }, 'Limiter trial');
   }
   deps.logger.debug({ job_id: run.job.id, measured, gain }, 'Loudness measured');
-  // The input's true peak only feeds the record: scanned beside the encode, on the other core,
-  // so it does not slow the passes the encode waits for.
-  const truePeakScan = measureTruePeak(deps.config, input, filters, rate, signal);
-  truePeakScan.catch(() => undefined); // awaited after the encode
   return { target, aim, ceiling, input: measured, inputTruePeak: truePeakScan, gain, slope, corrections: 0 };
 }
 

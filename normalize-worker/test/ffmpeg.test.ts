@@ -11,6 +11,7 @@ import {
   truePeakArgs,
   measureArgs,
   outputSampleRate,
+  parseEbur128Frame,
   parseEbur128Summary,
   parseProbe,
   parseProgressLine,
@@ -211,6 +212,28 @@ describe('ffmpeg arguments', () => {
       'pipe:1',
     ]);
     expect(measureArgs('/in.mp3', [], 'sample')).toContain('[0:a:0]ebur128=peak=sample:framelog=verbose[m]');
+    // A running reading is asked for: frames logged at the level the pass prints.
+    expect(measureArgs('/in.mp3', [], 'sample', true)).toContain(
+      '[0:a:0]ebur128=peak=sample:framelog=info[m]',
+    );
+  });
+
+  it("when ebur128 logs a frame, then its time, the running loudness and the highest channel's sample peak are read", () => {
+    const line =
+      '[Parsed_ebur128_0 @ 0x55a27771d780] t: 39.9       TARGET:-23 LUFS    M: -47.9 S: -40.4     I: -40.1 LUFS       LRA:   0.9 LU  SPK: -24.0 -25.9 dBFS';
+    expect(parseEbur128Frame(line)).toEqual({ seconds: 39.9, integrated: -40.1, samplePeak: -24 });
+    // Silence so far: no loudness above the gate, no peak.
+    const silent =
+      '[Parsed_ebur128_0 @ 0x5] t: 0.5  TARGET:-23 LUFS    M:-120.7 S:-120.7     I: -70.0 LUFS       LRA:   0.0 LU  SPK:  -inf  -inf dBFS';
+    expect(parseEbur128Frame(silent)).toEqual({ seconds: 0.5, integrated: -70, samplePeak: null });
+    // Without peak measurement the line has no SPK.
+    expect(
+      parseEbur128Frame(
+        '[Parsed_ebur128_0 @ 0x5] t: 1.2 TARGET:-23 LUFS M: -20.1 S: -20.0 I: -20.0 LUFS LRA: 0.0 LU',
+      ),
+    ).toEqual({ seconds: 1.2, integrated: -20, samplePeak: null });
+    expect(parseEbur128Frame('Stream mapping:')).toBeNull();
+    expect(parseEbur128Frame('  Integrated loudness:')).toBeNull();
   });
 
   it('when encoding with a tap, then a tee sends the encoded stream to the file and to the meter', () => {

@@ -2,6 +2,7 @@ import express, { type Express } from 'express';
 import { apiKeyGuard } from './api-keys.js';
 import type { GatewayDeps } from './deps.js';
 import { errorHandler, notFoundRoute } from './errors.js';
+import { guards } from './guards.js';
 import { rateLimits, settleLimitBeforeError } from './rate-limit.js';
 import { requestLog } from './request-log.js';
 import { adminRoutes } from './routes/admin.js';
@@ -26,12 +27,10 @@ export function createApp(deps: GatewayDeps): Express {
   // Job records change as jobs progress, so a JSON ETag saves clients little; hashing every
   // body costs the hot paths. Files keep theirs (sendFile sets its own).
   app.set('etag', false);
-  app.use(requestLog(deps.logger));
-  // Abuse guards come before every route: headers on every answer, limits and keys before any body is read.
-  app.use(securityHeaders());
+  // The request log, then the abuse guards before every route: headers on every answer,
+  // limits and keys before any body is read (one router layer for the four).
   // Scrapers, like probes, are not rate limited (see rate-limit.ts).
-  app.use(rateLimits(deps));
-  app.use(apiKeyGuard(deps.config));
+  app.use(guards(requestLog(deps.logger), securityHeaders(), rateLimits(deps), apiKeyGuard(deps.config)));
   // The hot paths first: no two of these routers answer the same method and path, so their
   // order only decides how many a request passes before its own.
   app.use(downloadRoutes(deps));

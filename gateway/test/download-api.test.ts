@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { request } from 'node:http';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { Redis } from 'ioredis';
 import { EXPIRY_INDEX, jobEventSchema, type JobEvent } from '@media-jobs/libs';
 import { startPlatform, type Platform } from '@media-jobs/libs/testing';
@@ -98,6 +99,93 @@ describe('POST /download input checks', () => {
     const res = await post(privateGateway.url, { url });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('download.private_url');
+  });
+
+  it.each([
+    [
+      'with a UTF-8 BOM',
+      () =>
+        Buffer.concat([
+          Buffer.from([0xef, 0xbb, 0xbf]),
+          Buffer.from(JSON.stringify({ url: 'http://127.0.0.1:9/bom.mp4' })),
+        ]),
+      {},
+    ],
+    [
+      'as application/json; charset=utf-8',
+      () => JSON.stringify({ url: 'http://127.0.0.1:9/charset.mp4' }),
+      { 'content-type': 'application/json; charset=utf-8' },
+    ],
+    [
+      'gzip-compressed',
+      () => gzipSync(JSON.stringify({ url: 'http://127.0.0.1:9/gzip.mp4' })),
+      { 'content-encoding': 'gzip' },
+    ],
+  ])(
+    'when a valid body comes %s, then it is read as the plain JSON body would be',
+    async (_name, body, headers) => {
+      const res = await fetch(`${gateway.url}/download`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: body(),
+      });
+      expect(res.status).toBe(202);
+      const created = (await res.json()) as { id: string };
+      // The same URL as a plain JSON body names the same job: a cache hit.
+      const raw = 'content-encoding' in headers ? gunzipSync(body()) : Buffer.from(body());
+      const { url } = JSON.parse(raw.toString().replace(/^\uFEFF/, '')) as { url: string };
+      const again = await post(gateway.url, { url });
+      expect(again.status).toBe(200);
+      expect(again.body.id).toBe(created.id);
+      expect(again.body.cache_hit).toBe(true);
+    },
+  );
+
+  it('when a valid body comes chunked (no Content-Length), then the job is created', async () => {
+    const text = JSON.stringify({ url: 'http://127.0.0.1:9/chunked.mp4' });
+    const res = await fetch(`${gateway.url}/download`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode(text.slice(0, 10)));
+          c.enqueue(new TextEncoder().encode(text.slice(10)));
+          c.close();
+        },
+      }),
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).toBe(202);
+    const again = await post(gateway.url, JSON.parse(text));
+    expect(again.body.id).toBe(((await res.json()) as { id: string }).id);
+  });
+
+  it.each([
+    ['a JSON number at the top', '123', {}, 400, 'request.invalid_json'],
+    ['a JSON string at the top', '"https://example.com/a.mp4"', {}, 400, 'request.invalid_json'],
+    ['an empty body', '', {}, 400, 'request.invalid'],
+    [
+      'a latin1 charset',
+      '{"url":"https://example.com/a.mp4"}',
+      { 'content-type': 'application/json; charset=latin1' },
+      415,
+      'request.unsupported_encoding',
+    ],
+    [
+      'an unknown content encoding',
+      '{"url":"https://example.com/a.mp4"}',
+      { 'content-encoding': 'compress' },
+      415,
+      'request.unsupported_encoding',
+    ],
+  ])('when the request has %s, then it is a %i %s', async (_name, body, headers, status, code) => {
+    const res = await fetch(`${gateway.url}/download`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body,
+    });
+    expect(res.status).toBe(status);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
   });
 
   it('when the body is over the size limit, then it is a 413', async () => {

@@ -1,7 +1,8 @@
-import express, { Router } from 'express';
+import { Router } from 'express';
 import { badRequest, resolveMediaTarget, type MediaTarget } from '@media-jobs/libs';
 import { assertPublicCallback, parseCallbackUrl } from '../callback-url.js';
 import type { GatewayDeps } from '../deps.js';
+import { jsonBody } from '../json-body.js';
 import { settlePendingLimit, takePendingLimit } from '../rate-limit.js';
 import { downloadBodySchema } from '../schemas.js';
 import { submitJob } from '../submit.js';
@@ -39,7 +40,7 @@ function resolveSubmitted(raw: string): Resolved {
 /** `POST /download {url, quality, callback_url?}`: 202 and the new job, or 200 and the live one (`cache_hit: true`). */
 export function downloadRoutes(deps: GatewayDeps): Router {
   const router = Router();
-  router.post('/download', express.json({ limit: '16kb', strict: true }), async (req, res) => {
+  router.post('/download', jsonBody(16 * 1024), async (req, res) => {
     const parsed = downloadBodySchema.safeParse(req.body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
